@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine:
+#   make book   - set up .venv (if needed) and build the HTML book into _build/html
+#   make test   - set up .venv (if needed), build the book with warnings as errors, then run the
+#                 unit tests, every chapter under nbval (smoke profile) and the browser test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup book book-strict test unit notebooks lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[book,test]'
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build .
+
+book-strict: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+# Unit tests, nbval over every chapter in the smoke profile and the browser test, in one pytest run.
+test: book-strict
+	ICD_PROFILE=smoke $(PY) -m pytest tests book --nbval-lax \
+		--sanitize-with tests/nbval_sanitize.cfg --timeout 900 -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not browser" -q
+
+# Re-execute every chapter in the `book` profile and store its outputs (what the rendered book shows).
+notebooks: $(STAMP)
+	for nb in book/*.ipynb; do \
+		ICD_PROFILE=book $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=-1 "$$nb" || exit 1; \
+	done
+
+lock: $(STAMP)
+	head -n 2 constraints.txt > constraints.txt.new
+	$(PY) -m pip freeze --exclude-editable | grep -iv '^icd.lib' >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf _build .pytest_cache test-artifacts

@@ -1,0 +1,140 @@
+"""Compute profiles and the paper's recipe.
+
+One switch, the environment variable ``ICD_PROFILE`` (``smoke``, ``book`` or ``paper``), sets how
+much compute the notebooks and the CLI use:
+
+- ``smoke``: continuous integration; every chapter runs in about a minute on a 2-core CPU.
+- ``book``:  what the rendered book shows; real experiments on Fashion-MNIST sized for a laptop CPU.
+- ``paper``: the paper's CIFAR-100 recipe (RepDistiller's, 240 epochs, batch 64) for a GPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+PROFILE_ENV = "ICD_PROFILE"
+DEFAULT_PROFILE = "book"
+
+# The paper's schedule: lr x0.1 after epochs 150, 180 and 210 of 240 (FACTS.md section 2).
+PAPER_DECAY_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile decides: data, models, epochs and the optimiser recipe."""
+
+    name: str
+    dataset: str
+    teacher: str
+    student: str
+    teacher_epochs: int
+    student_epochs: int
+    teacher_train_size: int | None  # None: the whole training set
+    student_train_size: int | None
+    test_size: int | None
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay_fractions: tuple[float, ...] = PAPER_DECAY_FRACTIONS
+    lr_decay_rate: float = 0.1
+    seeds: tuple[int, ...] = (0, 1, 2)
+    num_workers: int = 0
+    description: str = ""
+
+    def milestones(self, epochs: int) -> list[int]:
+        """Epochs after which the learning rate is multiplied by ``lr_decay_rate``."""
+        return sorted({max(1, round(f * epochs)) for f in self.lr_decay_fractions if round(f * epochs) < epochs})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        dataset="fashion_mnist",
+        teacher="resnet8",
+        student="resnet8",
+        teacher_epochs=1,
+        student_epochs=1,
+        teacher_train_size=512,
+        student_train_size=512,
+        test_size=256,
+        seeds=(0,),
+        description="CI: tiny subsets, one epoch; checks that the code runs, not what it learns.",
+    ),
+    "book": Profile(
+        name="book",
+        dataset="fashion_mnist",
+        teacher="resnet20",
+        student="resnet8",
+        teacher_epochs=5,
+        student_epochs=8,
+        teacher_train_size=None,
+        student_train_size=10_000,
+        test_size=None,
+        seeds=(0, 1, 2),
+        description=(
+            "Laptop CPU: Fashion-MNIST as 32x32x3; a resnet20 teacher trained once on all 60,000 "
+            "images, resnet8 students distilled on a 10,000-image subset for 8 epochs."
+        ),
+    ),
+    "paper": Profile(
+        name="paper",
+        dataset="cifar100",
+        teacher="wrn_40_2",
+        student="wrn_16_2",
+        teacher_epochs=240,
+        student_epochs=240,
+        teacher_train_size=None,
+        student_train_size=None,
+        test_size=None,
+        num_workers=4,
+        description="The paper's CIFAR-100 recipe (RepDistiller): SGD, batch 64, 240 epochs. For a GPU.",
+    ),
+}
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile called ``name`` (default: ``$ICD_PROFILE``, else ``book``), with ``overrides``."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown profile {name!r} (set by argument or ${PROFILE_ENV}); "
+            f"valid profiles: {', '.join(PROFILES)}"
+        ) from None
+    return replace(profile, **overrides) if overrides else profile
+
+
+# Loss weights of each method as the paper and RepDistiller run it: the total objective is
+# sum(weight * term). "student" is the plain student (cross-entropy only).
+METHOD_WEIGHTS: dict[str, dict[str, float]] = {
+    "student": {"ce": 1.0},
+    "kd": {"ce": 0.1, "kd": 0.9},
+    "fitnet": {"ce": 1.0, "fitnet": 100.0},
+    "at": {"ce": 1.0, "at": 1000.0},
+    "sp": {"ce": 1.0, "sp": 3000.0},
+    "cc": {"ce": 1.0, "cc": 0.02},
+    "vid": {"ce": 1.0, "vid": 1.0},
+    "rkd": {"ce": 1.0, "rkd": 1.0},
+    "pkt": {"ce": 1.0, "pkt": 30000.0},
+    "nst": {"ce": 1.0, "nst": 50.0},
+    "crd": {"ce": 1.0, "crd": 0.8},
+    "crd+kd": {"ce": 1.0, "kd": 1.0, "crd": 0.8},
+    "icd": {"ce": 1.0, "icd": 1.0},
+    "icd+kd": {"ce": 1.0, "kd": 1.0, "icd": 1.0},
+}
+
+
+def method_weights(method: str, **overrides: float) -> dict[str, float]:
+    """Loss weights of a named recipe (``"icd+kd"``), with per-term ``overrides`` (``kd=0.5``)."""
+    try:
+        weights = dict(METHOD_WEIGHTS[method])
+    except KeyError:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}") from None
+    weights.update(overrides)
+    return weights
+

@@ -1,0 +1,136 @@
+"""The one interface every distillation method implements, the registry, and the objective.
+
+A method is an ``nn.Module`` built once for a teacher/student pair from their ``ModelShapes``.
+Called on the student's and teacher's ``ModelOutput`` (and the labels, and the dataset indices
+for methods with a memory bank), it returns named loss terms. The key equal to the method's
+name is the term that enters the objective; keys of the form ``"<name>.<part>"`` are detached
+diagnostics for logging (for example ``"icd.contrast"``). Trainable parts (projection heads,
+regressors, ``tau``) are ordinary submodules/parameters, so ``objective.parameters()`` gives
+the optimizer everything it must train besides the student.
+
+The objective is configuration: ``Objective({"ce": 1, "kd": 1, "icd": 1}, ...)`` is the
+paper's eq. 13 with lambda = beta = 1.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from icd_lib.outputs import ModelOutput, ModelShapes
+
+_REGISTRY: dict[str, Callable[..., "Distiller"]] = {}
+
+
+class Distiller(nn.Module):
+    """Base class: maps (student, teacher, labels, index) to named loss terms."""
+
+    name: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = True
+    needs_index: ClassVar[bool] = False
+
+    def forward(
+        self,
+        student: ModelOutput,
+        teacher: ModelOutput | None,
+        labels: Tensor,
+        index: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def register(name: str):
+    """Class decorator: make a ``Distiller`` buildable by ``build_method(name, ...)``.
+
+    The class is constructed as ``cls(student_shapes, teacher_shapes, num_data=..., **options)``
+    and must accept (and may ignore) those arguments.
+    """
+
+    def wrap(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_methods() -> list[str]:
+    """Names of all registered loss terms (``ce``, ``kd``, ``icd``, ...)."""
+    return sorted(_REGISTRY)
+
+
+def build_method(
+    name: str,
+    student_shapes: ModelShapes,
+    teacher_shapes: ModelShapes | None,
+    num_data: int | None = None,
+    **options,
+) -> Distiller:
+    """Build the loss term ``name`` for a teacher/student pair."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
+    return cls(student_shapes, teacher_shapes, num_data=num_data, **options)
+
+
+class Objective(nn.Module):
+    """sum_k weights[k] * term_k: the paper's eq. 13 (CE + lambda KD + beta L_icd) as configuration.
+
+    ``options`` maps a method name to its keyword options (``{"icd": {"alpha": 0.1}}``).
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        student_shapes: ModelShapes,
+        teacher_shapes: ModelShapes | None = None,
+        num_data: int | None = None,
+        options: Mapping[str, Mapping] | None = None,
+    ):
+        super().__init__()
+        if not weights:
+            raise ValueError("weights is empty: give at least one loss term, e.g. {'ce': 1.0}")
+        options = dict(options or {})
+        unknown = set(options) - set(weights)
+        if unknown:
+            raise ValueError(f"options given for methods not in weights: {sorted(unknown)}")
+        self.weights = {name: float(w) for name, w in weights.items()}
+        self.methods = nn.ModuleDict(
+            {
+                name: build_method(name, student_shapes, teacher_shapes, num_data=num_data, **options.get(name, {}))
+                for name in self.weights
+            }
+        )
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(m.needs_teacher for m in self.methods.values())
+
+    @property
+    def needs_index(self) -> bool:
+        return any(m.needs_index for m in self.methods.values())
+
+    def forward(
+        self,
+        student: ModelOutput,
+        teacher: ModelOutput | None,
+        labels: Tensor,
+        index: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns (total loss, all named terms, unweighted and detached)."""
+        if self.needs_teacher and teacher is None:
+            raise ValueError(f"methods {list(self.methods)} need the teacher's outputs, got None")
+        if self.needs_index and index is None:
+            raise ValueError("a method with a memory bank (CRD) needs the dataset indices of the batch")
+        total = torch.zeros((), device=student.logits.device, dtype=student.logits.dtype)
+        logged: dict[str, Tensor] = {}
+        for name, method in self.methods.items():
+            terms = method(student, teacher, labels, index)
+            total = total + self.weights[name] * terms[name]
+            logged.update({k: v.detach() for k, v in terms.items()})
+        return total, logged
