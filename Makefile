@@ -26,7 +26,7 @@ book-strict: $(STAMP)
 # Unit tests, nbval over every chapter in the smoke profile and the browser test, in one pytest run.
 test: book-strict
 	ICD_PROFILE=smoke $(PY) -m pytest tests book --nbval-lax \
-		--sanitize-with tests/nbval_sanitize.cfg --timeout 900 -p no:cacheprovider
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --timeout 900 -p no:cacheprovider
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser" -q
