@@ -1,0 +1,97 @@
+"""Input checks and small tensor helpers shared by the loss modules.
+
+The non-finite check never synchronises a GPU: it runs on CPU tensors (where it costs no
+synchronisation), and on GPU tensors only while ``torch.autograd.set_detect_anomaly(True)`` is on
+(a debugging mode that synchronises anyway). On a GPU without anomaly mode a non-finite input shows
+up as a non-finite loss, which the trainer sees when it logs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from icd_lib.outputs import ModelOutput, ModelShapes
+
+
+def may_synchronise(tensor: Tensor) -> bool:
+    """True when a data-dependent check (``.any()`` read on the host) is free: CPU or anomaly mode."""
+    return tensor.device.type == "cpu" or torch.is_anomaly_enabled()
+
+
+def check_finite(name: str, tensor: Tensor) -> None:
+    """ValueError if ``tensor`` holds NaN or Inf (checked only where ``may_synchronise``)."""
+    if may_synchronise(tensor) and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(
+            f"{name} contains NaN or Inf; the model diverged or its input is corrupt "
+            "(lower the learning rate, or check the data)"
+        )
+
+
+def check_features(
+    name: str, student: Tensor, teacher: Tensor, min_batch: int = 1, dims: tuple[int, int] | None = None
+) -> None:
+    """Check a (student, teacher) pair of feature tensors of one batch.
+
+    Both must have the same batch size n >= ``min_batch``; with ``dims`` = (d_s, d_t) both must be
+    2-d with those widths; both must be finite (see ``check_finite``).
+    """
+    for who, tensor in (("student", student), ("teacher", teacher)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name}: the {who} features must be a torch.Tensor, got {type(tensor).__name__}")
+        if not tensor.is_floating_point():
+            raise TypeError(f"{name}: the {who} features must be floating point, got {tensor.dtype}")
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(
+            f"{name}: student and teacher batch sizes differ ({student.shape[0]} vs {teacher.shape[0]}); "
+            "feed both models the same images"
+        )
+    if student.shape[0] < min_batch:
+        raise ValueError(f"{name} needs a batch of at least {min_batch} images, got {student.shape[0]}")
+    if dims is not None:
+        for who, tensor, dim in (("student", student, dims[0]), ("teacher", teacher, dims[1])):
+            if tensor.dim() != 2 or tensor.shape[1] != dim:
+                raise ValueError(
+                    f"{name}: expected {who} features of shape (n, {dim}), got {tuple(tensor.shape)}; "
+                    "pass the pooled penultimate features the loss was built for"
+                )
+    check_finite(f"{name}: the student features", student)
+    check_finite(f"{name}: the teacher features", teacher)
+
+
+def require_teacher(name: str, teacher_shapes: ModelShapes | None) -> ModelShapes:
+    """The teacher's shapes, or a ValueError: every distillation term needs a teacher."""
+    if teacher_shapes is None:
+        raise ValueError(f"method {name!r} distils from a teacher: build it with the teacher's ModelShapes")
+    return teacher_shapes
+
+
+def require_outputs(name: str, teacher: ModelOutput | None) -> ModelOutput:
+    """The teacher's outputs, or a ValueError."""
+    if teacher is None:
+        raise ValueError(f"method {name!r} needs the teacher's outputs, got None")
+    return teacher
+
+
+def paired_stages(name: str, student: ModelOutput, teacher: ModelOutput) -> list[tuple[Tensor, Tensor]]:
+    """(student, teacher) stage outputs, stem left out: ``features[1:]`` of both models."""
+    if len(student.features) != len(teacher.features):
+        raise ValueError(
+            f"{name} pairs the stages of both models, but the student has {len(student.features)} "
+            f"feature maps and the teacher {len(teacher.features)}"
+        )
+    if len(student.features) < 2:
+        raise ValueError(
+            f"{name} needs at least one stage output after the stem; got {len(student.features)} feature maps"
+        )
+    return list(zip(student.features[1:], teacher.features[1:]))
+
+
+def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Average-pool the larger of two (n, c, h, w) maps to the other's h x w (as AT, NST, VID do)."""
+    s_size, t_size = f_s.shape[2:], f_t.shape[2:]
+    if s_size[0] > t_size[0]:
+        f_s = F.adaptive_avg_pool2d(f_s, t_size)
+    elif s_size[0] < t_size[0]:
+        f_t = F.adaptive_avg_pool2d(f_t, s_size)
+    return f_s, f_t
