@@ -1,0 +1,150 @@
+"""Data-parallel training over several processes (``torchrun``), with ICD's negatives from the global batch.
+
+Each process holds a replica of the student and of the objective's trainable parts (ICD's
+projection heads and ``tau``) and trains on its own block of every global batch
+(``GPUResidentLoader(..., rank=, world_size=)``). ``DistributedDataParallel`` averages the
+gradients over processes after each backward pass.
+
+Cross-entropy and KD are means over images, so averaging the processes' gradients gives the
+global batch's gradient. ICD is not: its negatives are the other images of the batch. The
+authors' multi-GPU code uses each GPU's local batch only; here ``use_global_negatives`` makes
+each ``ICDLoss`` gather the embeddings of all processes (``all_gather_with_grad``), so the
+contrastive task sees the global batch, and the loss and the gradients equal those of one
+process on the concatenated batch (``tests/test_distributed.py`` checks this with two CPU
+processes).
+
+One difference remains by design: BatchNorm normalises with each process's own batch
+statistics. ``wrap_for_ddp(..., sync_batchnorm=True)`` converts it to ``SyncBatchNorm`` on CUDA.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from icd_lib.losses.icd import ICDLoss
+
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class _AllGather(torch.autograd.Function):
+    """Forward: concatenate every process's (n, ...) tensor in rank order. Backward: sum the incoming
+    gradients over processes (each process's loss may depend on every slice) and return this
+    process's slice: an all-reduce followed by a slice, which gloo supports (reduce-scatter it does not)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def all_gather_with_grad(x: Tensor) -> Tensor:
+    """(n, ...) on each of k processes -> (k*n, ...), process r's rows at [r*n, (r+1)*n).
+
+    Autograd-aware: the gradient reaching process r's ``x`` is the sum, over all processes, of
+    the gradients of their losses with respect to rows [r*n, (r+1)*n). Every process must pass
+    the same shape.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("all_gather_with_grad needs torch.distributed initialised (start under torchrun and call init_distributed)")
+    return _AllGather.apply(x)
+
+
+def gather_embeddings(z_s: Tensor, z_t: Tensor) -> tuple[Tensor, Tensor, int]:
+    """The ``gather`` hook of ``ICDLoss``: (n, d) local embeddings -> (k*n, d) global ones, and the local offset."""
+    return all_gather_with_grad(z_s), all_gather_with_grad(z_t), dist.get_rank() * z_s.shape[0]
+
+
+def use_global_negatives(objective: nn.Module) -> int:
+    """Make every ``ICDLoss`` inside ``objective`` gather its negatives from all processes.
+
+    Returns how many losses were switched (0: the objective has no ICD term, nothing to gather).
+    """
+    losses = [m for m in objective.modules() if isinstance(m, ICDLoss)]
+    for loss in losses:
+        loss.gather = gather_embeddings
+    return len(losses)
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the job: rank among world_size processes, its device and backend."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, records and logs."""
+        return self.rank == 0
+
+
+def init_distributed(backend: str | None = None) -> DistributedContext:
+    """Join the process group described by torchrun's environment variables.
+
+    Backend ``nccl`` with device ``cuda:LOCAL_RANK`` where CUDA is available, else ``gloo`` on the CPU.
+    """
+    missing = [v for v in TORCHRUN_VARIABLES if v not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"environment variables {missing} are not set: start this under torchrun, e.g. "
+            "`torchrun --nproc_per_node=2 -m icd_lib ...`"
+        )
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
+
+
+def per_process_batch_size(global_batch_size: int, world_size: int) -> int:
+    """The recipe's batch (64) split over the processes, so that the global batch stays the recipe's."""
+    if global_batch_size % world_size:
+        raise ValueError(
+            f"the batch size {global_batch_size} does not split evenly over {world_size} processes; "
+            "choose a batch size divisible by the number of processes"
+        )
+    return global_batch_size // world_size
+
+
+def wrap_for_ddp(
+    student: nn.Module, objective: nn.Module, context: DistributedContext, sync_batchnorm: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """(student, objective) as DDP replicas whose gradients are averaged over processes.
+
+    The objective is wrapped only if it has trainable parameters (ICD's heads and ``tau``; CE
+    and KD have none) and is switched to global negatives. Build the optimizer from the
+    original modules' parameters (DDP shares them) and save the originals' state_dicts.
+    Wrap before ``torch.compile``, so that compilation sees DDP's communication buckets.
+    """
+    if sync_batchnorm:
+        if context.device.type != "cuda":
+            raise ValueError("SyncBatchNorm needs CUDA; on the CPU each process keeps its own BatchNorm statistics")
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    student = DistributedDataParallel(student.to(context.device), device_ids=device_ids)
+    use_global_negatives(objective)
+    if any(p.requires_grad for p in objective.parameters()):
+        objective = DistributedDataParallel(objective.to(context.device), device_ids=device_ids)
+    return student, objective
