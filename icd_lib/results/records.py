@@ -1,0 +1,167 @@
+"""Run records: one JSON file per training run, saying what was run, where, and what it gave.
+
+A record holds the full configuration, the per-epoch metrics, the best and last test accuracy,
+the wall time, the device, the library versions and the git commit, so that every number in the
+book can be traced to the run that produced it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+RECORD_FORMAT = 1
+
+
+@dataclass
+class RunRecord:
+    """What one training run did and measured. Accuracies are percentages.
+
+    ``history`` has one dict per epoch: ``epoch``, ``lr``, ``train_loss``, ``terms`` (mean of every
+    named loss term, unweighted), ``test_top1``, ``test_top5``, ``epoch_time_s``.
+    ``best_*`` is the epoch with the highest test top-1 (the paper's protocol), ``last_*`` the final
+    epoch. ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
+    over the segments of a resumed run; data loading and model building before it are not counted.
+    """
+
+    name: str
+    role: str  # "teacher" or "student"
+    method: str  # recipe name, a key of icd_lib.config.METHOD_WEIGHTS
+    student: str  # the trained model's name
+    teacher: str | None
+    seed: int
+    config: dict
+    history: list[dict]
+    best_top1: float
+    best_top5: float
+    best_epoch: int
+    last_top1: float
+    last_top5: float
+    wall_time_s: float
+    device: str
+    profile: str | None = None
+    dataset: str | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    teacher_checkpoint: str | None = None
+    teacher_top1: float | None = None
+    checkpoint_dir: str | None = None
+    command: str | None = None
+    versions: dict = field(default_factory=dict)
+    git_commit: str | None = None
+    created: str = ""
+    format: int = RECORD_FORMAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRecord":
+        known = {f.name for f in fields(cls)}
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = sorted(name for name in required if name not in data)
+        if missing:
+            raise ValueError(f"run record lacks fields {missing}; was it written by icd_lib?")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def provenance() -> dict:
+    """Versions, git commit, command line and time stamp of the current process, for a record."""
+    import torch
+    import torchvision
+
+    import icd_lib
+    from icd_lib.utils import git_commit
+
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": np.__version__,
+            "icd_lib": icd_lib.__version__,
+        },
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def record_path(results_dir: str | Path, name: str) -> Path:
+    """Where the record of the run called ``name`` lives."""
+    return Path(results_dir) / f"{name}.json"
+
+
+def save_record(record: RunRecord, results_dir: str | Path) -> Path:
+    """Write ``record`` as ``<results_dir>/<name>.json`` (atomically) and return the path."""
+    path = record_path(results_dir, record.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a record is an ordinary file
+        with os.fdopen(fd, "w") as f:
+            json.dump(record.to_dict(), f, indent=1, allow_nan=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_record(path: str | Path) -> RunRecord:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run record at {path}; train the run first (python -m icd_lib --help)")
+    try:
+        return RunRecord.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a valid run record ({err}); delete it and rerun the run") from err
+
+
+def load_records(results_dir: str | Path = "results", **filters) -> list[RunRecord]:
+    """All records in ``results_dir`` whose fields equal ``filters`` (``method="kd", seed=0``), by name."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"no results directory {results_dir}; run `python -m icd_lib sweep` to fill it")
+    known = {f.name for f in fields(RunRecord)}
+    unknown = sorted(set(filters) - known)
+    if unknown:
+        raise TypeError(f"unknown record fields {unknown} in filters; valid fields: {sorted(known)}")
+    records = [load_record(p) for p in sorted(results_dir.glob("*.json"))]
+    return [r for r in records if all(getattr(r, k) == v for k, v in filters.items())]
+
+
+def aggregate(
+    records: Iterable[RunRecord],
+    by: Sequence[str] = ("method", "student", "teacher"),
+    metrics: Sequence[str] = ("best_top1", "last_top1"),
+) -> list[dict]:
+    """Group ``records`` by the fields ``by`` and summarise ``metrics`` over the group (the seeds).
+
+    One dict per group, in order of first appearance: the ``by`` fields, ``n``, ``seeds``, and for
+    each metric ``<metric>_mean`` and ``<metric>_std`` (sample standard deviation, ddof=1; NaN
+    when n = 1).
+    """
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(tuple(getattr(record, k) for k in by), []).append(record)
+    rows = []
+    for key, members in groups.items():
+        row = dict(zip(by, key))
+        row["n"] = len(members)
+        row["seeds"] = sorted(r.seed for r in members)
+        for metric in metrics:
+            values = np.array([getattr(r, metric) for r in members], dtype=float)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        rows.append(row)
+    return rows

@@ -1,0 +1,196 @@
+"""The training loop and its checkpoints: exact resumption, safe loading, clear errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import icd_lib.losses.icd  # noqa: F401  (registers "icd")
+import icd_lib.losses.kd  # noqa: F401  (registers "ce" and "kd")
+from icd_lib.results import RunRecord, load_record
+from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from icd_lib.train.loop import TrainConfig, default_lr, train
+from icd_lib.losses.base import Distiller, register
+from train_helpers import NoisyBlobs, TinyNet, one_torch_thread  # noqa: F401  (autouse fixture)
+
+
+@register("test_infinite")
+class InfiniteTerm(Distiller):
+    """A loss term that is +inf with zero gradient: what a diverged run looks like to the loop."""
+
+    needs_teacher = False
+
+    def __init__(self, student_shapes, teacher_shapes, num_data=None):
+        super().__init__()
+
+    def forward(self, student, teacher, labels, index=None):
+        return {"test_infinite": student.logits.mean() * 0 + float("inf")}
+
+
+class Killed(Exception):
+    pass
+
+
+def make_models(student_seed: int = 0, teacher_seed: int = 100):
+    torch.manual_seed(teacher_seed)
+    teacher = TinyNet(width=12)
+    torch.manual_seed(student_seed)
+    return TinyNet(), teacher
+
+
+def config(**overrides) -> TrainConfig:
+    base = dict(method="icd+kd", student="tiny", teacher="tiny12", epochs=3, batch_size=32, milestones=(2,), device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def without_times(history):
+    return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
+
+
+def test_config_defaults_are_the_paper_recipe():
+    c = TrainConfig(method="icd+kd")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.lr_decay_rate) == (240, 64, 0.05, 0.9, 5e-4, 0.1)
+    assert c.milestones == (150, 180, 210)
+    assert c.weights == {"ce": 1.0, "kd": 1.0, "icd": 1.0}
+    assert TrainConfig(epochs=8).milestones == (5, 6, 7)  # 150/240 * 8 = 5, 180/240 * 8 = 6, 210/240 * 8 = 7
+    assert default_lr("MobileNetV2") == default_lr("shuffle_v1") == 0.01
+    assert default_lr("wrn_16_2") == 0.05
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"method": "nonsense"}, "unknown method"),
+        ({"epochs": 0}, "epochs"),
+        ({"milestones": (5,)}, "milestones"),
+        ({"method_options": {"crd": {}}}, "not terms"),
+    ],
+)
+def test_config_rejects_bad_input(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
+    data, test = NoisyBlobs(96, seed=0), NoisyBlobs(64, seed=1)
+    student, teacher = make_models()
+    straight = train(config(), student, data, test, teacher, out_dir=tmp_path / "a", progress=False)
+
+    def kill_after_two(entry):
+        if entry["epoch"] == 2:
+            raise Killed
+
+    student_b, teacher_b = make_models()
+    with pytest.raises(Killed):
+        train(config(), student_b, data, test, teacher_b, out_dir=tmp_path / "b", progress=False, on_epoch_end=kill_after_two)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    torch.manual_seed(999)  # a different global RNG state in the new "process": the checkpoint must restore it
+    student_c, teacher_c = make_models(student_seed=7)  # fresh, different weights: the checkpoint must overwrite them
+    resumed = train(config(), student_c, data, test, teacher_c, out_dir=tmp_path / "b", progress=False)
+
+    assert without_times(resumed.history) == without_times(straight.history)
+    assert [e["epoch"] for e in resumed.history] == [1, 2, 3]
+    assert resumed.history[2]["lr"] == pytest.approx(0.005)  # decayed after milestone 2
+    for (name, a), (_, b) in zip(student.state_dict().items(), student_c.state_dict().items()):
+        assert torch.equal(a, b), name
+    a_state = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    c_state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for name, value in a_state["objective"].items():  # ICD heads and tau
+        assert torch.equal(value, c_state["objective"][name]), name
+
+
+def test_training_learns_and_keeps_the_teacher_fixed(tmp_path):
+    data, test = NoisyBlobs(192, noise=0.5, seed=0), NoisyBlobs(128, noise=0.5, seed=1)
+    student, teacher = make_models()
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    record = train(config(epochs=4, milestones=(3,)), student, data, test, teacher, out_dir=tmp_path, progress=False)
+    assert record.best_top1 > 60  # 4 classes: chance is 25%
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    entry = record.history[0]
+    assert set(entry["terms"]) >= {"ce", "kd", "icd"}
+    # the logged loss is the weighted sum of the logged terms (weights 1, 1, 1)
+    assert entry["train_loss"] == pytest.approx(entry["terms"]["ce"] + entry["terms"]["kd"] + entry["terms"]["icd"], rel=1e-5)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["history"][-1]["test_top1"] == record.best_top1 and best["epoch"] == record.best_epoch
+    fresh = TinyNet()
+    load_model_weights(fresh, tmp_path / "best.pt")
+    assert all(torch.equal(v, best["student"][k]) for k, v in fresh.state_dict().items())
+
+
+def test_teacher_run_needs_no_teacher_and_student_run_does(tmp_path):
+    data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
+    record = train(config(method="student", epochs=1, milestones=()), TinyNet(), data, test, progress=False,
+                   results_dir=tmp_path, run_info={"role": "teacher"})
+    assert record.role == "teacher" and set(record.history[0]["terms"]) == {"ce"}
+    assert load_record(tmp_path / "run.json") == record
+    with pytest.raises(ValueError, match="teacher"):
+        train(config(epochs=1, milestones=()), TinyNet(), data, test, progress=False)
+
+
+def test_record_is_complete(tmp_path):
+    data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
+    student, teacher = make_models()
+    record = train(config(epochs=2, milestones=(1,), run_name="r"), student, data, test, teacher,
+                   results_dir=tmp_path, run_info={"profile": "smoke", "dataset": "blobs", "teacher_checkpoint": "t.pt", "teacher_top1": 50.0},
+                   progress=False)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    for key in ("config", "history", "best_top1", "best_top5", "last_top1", "last_top5", "wall_time_s", "device",
+                "versions", "git_commit", "command", "created", "seed", "train_size", "test_size", "teacher_checkpoint"):
+        assert key in saved, key
+    assert saved["config"]["weights"] == {"ce": 1.0, "kd": 1.0, "icd": 1.0}
+    assert (saved["train_size"], saved["test_size"]) == (64, 32)
+    assert set(saved["versions"]) >= {"torch", "icd_lib"}
+    assert saved["last_top1"] == saved["history"][-1]["test_top1"]
+    assert saved["best_top1"] == max(e["test_top1"] for e in saved["history"])
+    assert len(saved["history"]) == 2 and saved["wall_time_s"] > 0
+    assert RunRecord.from_dict(saved) == record
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
+    student, teacher = make_models()
+    train(config(epochs=2, milestones=(1,)), student, data, test, teacher, out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="lr: checkpoint 0.05, now 0.1"):
+        train(config(epochs=2, milestones=(1,), lr=0.1), TinyNet(), data, test, teacher, out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="different teacher"):
+        train(config(epochs=2, milestones=(1,)), TinyNet(), data, test, make_models(teacher_seed=5)[1], out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_model_weights(TinyNet(width=4), tmp_path / "last.pt")
+
+
+def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
+    data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
+    student, teacher = make_models()
+    train(config(epochs=1, milestones=()), student, data, test, teacher, out_dir=tmp_path, progress=False)
+    path = tmp_path / "last.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=str(path)):
+        train(config(epochs=1, milestones=()), TinyNet(), data, test, teacher, out_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model_weights(TinyNet(), tmp_path / "missing.pt")
+    assert issubclass(CheckpointError, RuntimeError)
+
+
+def test_non_finite_loss_stops_with_advice():
+    data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(config(weights={"test_infinite": 1.0}, epochs=1, milestones=()), TinyNet(), data, test, progress=False)
+
+
+def test_loop_accepts_a_device_resident_loader(tmp_path):
+    """The fast path's loader (batches already on the device, grey images expanded to 3 channels) drops in."""
+    from icd_lib.data import ImageDataset
+    from icd_lib.train.runs import device_loader
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (96,), generator=g)
+    images = (labels[:, None, None, None] * 60 + torch.randint(0, 20, (96, 1, 8, 8), generator=g)).to(torch.uint8)
+    dataset = ImageDataset(images, labels, ["a", "b", "c", "d"], (0.5,) * 3, (0.25,) * 3, augment=True)
+    cfg = config(method="student", epochs=2, milestones=(1,), fast=True)
+    train_loader = device_loader(dataset, cfg, True, torch.device("cpu"))
+    x, y, index = next(iter(train_loader))
+    assert x.shape == (32, 3, 8, 8) and torch.equal(dataset.labels[index], y)
+    record = train(cfg, TinyNet(), train_loader, device_loader(dataset, cfg, False, torch.device("cpu")), progress=False)
+    assert record.train_size == 96 and len(record.history) == 2
