@@ -17,7 +17,7 @@ from icd_lib.eval import (
 )
 from icd_lib.eval.style import restyled_images
 from icd_lib.outputs import ModelOutput
-from train_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+
 
 
 class Lookup(nn.Module):

@@ -12,7 +12,7 @@ from icd_lib.results import RunRecord, load_record
 from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from icd_lib.train.loop import TrainConfig, default_lr, train
 from icd_lib.losses.base import Distiller, register
-from train_helpers import NoisyBlobs, TinyNet, one_torch_thread  # noqa: F401  (autouse fixture)
+from train_helpers import NoisyBlobs, TinyNet
 
 
 @register("test_infinite")

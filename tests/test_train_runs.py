@@ -8,7 +8,7 @@ import pytest
 from icd_lib.config import Profile
 from icd_lib.results import RunRecord, load_records, save_record
 from icd_lib.train import runs
-from train_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+
 
 # Measured on the 2-core CPU with other jobs running: about 45 s in all; teacher 42%, student 40% top-1.
 TINY = Profile(

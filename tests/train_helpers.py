@@ -1,7 +1,6 @@
 """Tiny models and data sets for the training-engine tests (fast on a CPU, no downloads)."""
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -40,12 +39,3 @@ class NoisyBlobs(Dataset):
     def __getitem__(self, index: int):
         y = int(self.labels[index])
         return self.patterns[y] + self.noise * torch.randn(3, 8, 8), y, index
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run many times faster on one thread when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
