@@ -11,14 +11,15 @@ import icd_lib.losses.kd  # noqa: F401  (registers "ce" and "kd")
 from icd_lib.results import RunRecord, load_record
 from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from icd_lib.train.loop import TrainConfig, default_lr, train
-from icd_lib.losses.base import Distiller, register
+from icd_lib.losses import base as loss_registry
+from icd_lib.losses.base import Distiller
 from train_helpers import NoisyBlobs, TinyNet
 
 
-@register("test_infinite")
 class InfiniteTerm(Distiller):
     """A loss term that is +inf with zero gradient: what a diverged run looks like to the loop."""
 
+    name = "test_infinite"
     needs_teacher = False
 
     def __init__(self, student_shapes, teacher_shapes, num_data=None):
@@ -173,7 +174,8 @@ def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
     assert issubclass(CheckpointError, RuntimeError)
 
 
-def test_non_finite_loss_stops_with_advice():
+def test_non_finite_loss_stops_with_advice(monkeypatch):
+    monkeypatch.setitem(loss_registry._REGISTRY, "test_infinite", InfiniteTerm)  # registered for this test only
     data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(config(weights={"test_infinite": 1.0}, epochs=1, milestones=()), TinyNet(), data, test, progress=False)
@@ -182,15 +184,19 @@ def test_non_finite_loss_stops_with_advice():
 def test_loop_accepts_a_device_resident_loader(tmp_path):
     """The fast path's loader (batches already on the device, grey images expanded to 3 channels) drops in."""
     from icd_lib.data import ImageDataset
-    from icd_lib.train.runs import device_loader
+    from icd_lib.train.loop import device_loader
 
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (96,), generator=g)
     images = (labels[:, None, None, None] * 60 + torch.randint(0, 20, (96, 1, 8, 8), generator=g)).to(torch.uint8)
     dataset = ImageDataset(images, labels, ["a", "b", "c", "d"], (0.5,) * 3, (0.25,) * 3, augment=True)
+    test_set = ImageDataset(images[:40], labels[:40], ["a", "b", "c", "d"], (0.5,) * 3, (0.25,) * 3)
     cfg = config(method="student", epochs=2, milestones=(1,), fast=True)
     train_loader = device_loader(dataset, cfg, True, torch.device("cpu"))
     x, y, index = next(iter(train_loader))
     assert x.shape == (32, 3, 8, 8) and torch.equal(dataset.labels[index], y)
-    record = train(cfg, TinyNet(), train_loader, device_loader(dataset, cfg, False, torch.device("cpu")), progress=False)
-    assert record.train_size == 96 and len(record.history) == 2
+    assert train_loader.images.shape[1] == 1  # grey images stay one channel in memory, served as three
+    test_loader = device_loader(test_set, cfg, False, torch.device("cpu"))
+    assert torch.equal(torch.cat([y for _, y, _ in test_loader]), labels[:40])  # in order, nothing dropped
+    record = train(cfg, TinyNet(), train_loader, test_loader, progress=False)
+    assert record.train_size == 96 and record.test_size == 40 and len(record.history) == 2
