@@ -51,6 +51,20 @@ def test_bad_arguments_exit_with_a_message(capsys, argv, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["train-teacher", "distill"])
+def test_distributed_flag_is_documented_and_refused_outside_torchrun(capsys, monkeypatch, command):
+    from icd_lib.train.distributed import TORCHRUN_VARIABLES
+
+    code, out, _ = run_main(capsys, command, "--help")
+    assert code == 0 and "--distributed" in out and "torchrun --nproc_per_node" in out
+    for variable in TORCHRUN_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    code, _, err = run_main(capsys, command, "--profile", "smoke", "--distributed")
+    assert code == 2 and "start this under torchrun" in err and "Traceback" not in err
+    code, _, err = run_main(capsys, command, "--profile", "smoke", "--distributed", "--device", "cpu")
+    assert code == 2 and "leave out --device" in err
+
+
 def test_missing_checkpoint_is_a_message_not_a_traceback(capsys, tmp_path):
     code, _, err = run_main(capsys, "evaluate", "--profile", "smoke", "--checkpoint", str(tmp_path / "nope.pt"))
     assert code == 2 and "no checkpoint at" in err and "Traceback" not in err

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +12,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import icd_lib.losses  # noqa: F401  (registers the loss terms)
+from icd_lib.data import ImageDataset
 from icd_lib.losses.base import Objective
 from icd_lib.losses.icd import ICDLoss
 from icd_lib.outputs import ModelOutput, ModelShapes
+from icd_lib.train.fast import GPUResidentLoader
+from icd_lib.train.loop import TrainConfig, train
 from icd_lib.train.distributed import (
     DistributedContext,
     all_gather_with_grad,
@@ -62,6 +67,9 @@ def named_grads(student, objective):
 
 
 def worker(rank: int, port: int, out_dir: str):
+    """One process of the two: the gradient checks, then one epoch of ``train`` (one spawn for all tests: starting
+    a process that imports torch takes most of the time here)."""
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         context = DistributedContext(rank, WORLD, 0, torch.device("cpu"), "gloo")
@@ -96,8 +104,32 @@ def worker(rank: int, port: int, out_dir: str):
             },
             f"{out_dir}/rank{rank}.pt",
         )
+
+        config, student, teacher, train_set, test_set = training_setup()
+        where = Path(out_dir) / "written" / f"rank{rank}"
+        record = train(config, student, train_set, test_set, teacher, out_dir=where / "checkpoints",
+                       results_dir=where / "results", progress=False, distributed=context)
+        torch.save({"record": record.to_dict(), "student": student.state_dict()}, f"{out_dir}/trained{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+TRAIN_IMAGES, GLOBAL_BATCH = 48, 8  # 6 steps per epoch
+
+
+def training_setup():
+    """A one-epoch ICD+KD run of BatchNorm-free models on 8x8 images, identical in every process."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 4, (TRAIN_IMAGES + 16,), generator=g)
+    images = (labels[:, None, None, None] * 50 + torch.randint(0, 80, (TRAIN_IMAGES + 16, 3, 8, 8), generator=g)).to(torch.uint8)
+    stats = ((0.5,) * 3, (0.25,) * 3)
+    train_set = ImageDataset(images[:TRAIN_IMAGES], labels[:TRAIN_IMAGES], list("abcd"), *stats)
+    test_set = ImageDataset(images[TRAIN_IMAGES:], labels[TRAIN_IMAGES:], list("abcd"), *stats)
+    torch.manual_seed(2)
+    student, teacher = TinyNet(6), TinyNet(10)
+    config = TrainConfig(method="icd+kd", student="tiny6", teacher="tiny10", epochs=1, batch_size=GLOBAL_BATCH,
+                         milestones=(), lr=0.1, device="cpu")
+    return config, student, teacher, train_set, test_set
 
 
 def free_port() -> int:
@@ -107,10 +139,27 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def distributed_results(tmp_path_factory):
+def spawned(tmp_path_factory) -> Path:
+    """The folder the two processes wrote to.
+
+    Forked, not spawned: the children inherit the imported modules, where spawned ones import
+    torch and icd_lib again (30-45 s on a loaded 2-core machine, against about 1 s). Forking is
+    safe here because the parent's torch runs a single thread (tests/conftest.py) and no CUDA.
+    """
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    processes = mp.start_processes(worker, args=(free_port(), str(out)), nprocs=WORLD, join=False, start_method="fork")
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=2):  # raises if a process failed
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 120 s")
+    return out
+
+
+@pytest.fixture(scope="module")
+def distributed_results(spawned):
+    return [torch.load(spawned / f"rank{r}.pt") for r in range(WORLD)]
 
 
 @pytest.mark.slow
@@ -152,3 +201,40 @@ def test_gather_outside_a_process_group_and_bad_batch_splits_are_refused():
     assert per_process_batch_size(64, 4) == 16
     with pytest.raises(ValueError, match="divisible"):
         per_process_batch_size(64, 3)
+
+
+@pytest.mark.slow
+def test_two_process_training_equals_one_process_with_the_global_batch_and_only_rank0_writes(spawned):
+    """Plain path, one process, batch 8 vs. two DDP processes on their device-resident shares of 4."""
+    config, student, teacher, train_set, test_set = training_setup()
+    initial = {k: v.clone() for k, v in student.state_dict().items()}
+    single = train(config, student, train_set, test_set, teacher, progress=False)
+    results = [torch.load(spawned / f"trained{r}.pt", weights_only=False) for r in range(WORLD)]
+
+    for name, weight in student.state_dict().items():
+        assert (weight - initial[name]).abs().max() > 1e-3, name  # training moved every weight: the comparison means something
+        for result in results:
+            torch.testing.assert_close(result["student"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    for result in results:  # every process returns the global history
+        (entry,) = result["record"]["history"]
+        assert entry["train_loss"] == pytest.approx(single.history[0]["train_loss"], rel=1e-5)
+        for term, value in single.history[0]["terms"].items():
+            assert entry["terms"][term] == pytest.approx(value, rel=1e-4, abs=1e-6), term
+        assert (entry["test_top1"], entry["test_top5"]) == (single.history[0]["test_top1"], single.history[0]["test_top5"])
+        assert result["record"]["device"].startswith(f"{WORLD} x ")
+    written = sorted(str(p.relative_to(spawned / "written")) for p in (spawned / "written").rglob("*") if p.is_file())
+    assert written == ["rank0/checkpoints/best.pt", "rank0/checkpoints/last.pt", "rank0/results/run.json"]
+    saved = torch.load(spawned / "written" / "rank0" / "checkpoints" / "last.pt", weights_only=True)["student"]
+    assert all(torch.equal(saved[k], v) for k, v in results[0]["student"].items())
+
+
+def test_distributed_training_data_must_be_this_process_share():
+    config, student, teacher, train_set, test_set = training_setup()
+    rank1 = DistributedContext(1, WORLD, 0, torch.device("cpu"), "gloo")
+    with pytest.raises(TypeError, match="GPUResidentLoader"):
+        train(config, student, list(zip(train_set.images, train_set.labels)), test_set, teacher, progress=False, distributed=rank1)
+    whole = GPUResidentLoader.from_dataset(train_set, GLOBAL_BATCH, train=True)
+    with pytest.raises(ValueError, match="rank 0 of 1 with batches of 8, but this process is rank 1 of 2"):
+        train(config, student, whole, test_set, teacher, progress=False, distributed=rank1)
+    with pytest.raises(ValueError, match="leave config.device None"):
+        train(TrainConfig(device="cuda"), student, train_set, test_set, progress=False, distributed=rank1)

@@ -1,7 +1,6 @@
 """The fast path: device-resident loader against torchvision's transforms, settings, autocast."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -10,6 +9,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from icd_lib.data import ImageDataset, make_loader
+from icd_lib.data.transforms import channel_values, normalize
 from icd_lib.train.fast import (
     GPUResidentLoader,
     autocast,
@@ -40,6 +40,11 @@ def torchvision_pipeline(image_chw: torch.Tensor, dy: int, dx: int, flip: bool, 
     if flip:
         out = TF.hflip(out)
     return T.Normalize(MEAN, STD)(T.ToTensor()(out))
+
+
+def torchvision_normalized(images: torch.Tensor) -> torch.Tensor:
+    """ToTensor -> Normalize per uint8 (c, h, w) image, through PIL: (n, c, h, w) float32."""
+    return torch.stack([T.Normalize(MEAN, STD)(T.ToTensor()(Image.fromarray(im.permute(1, 2, 0).numpy()))) for im in images])
 
 
 def infer_draws(sources: torch.Tensor, crops: torch.Tensor, padding: int = 4) -> torch.Tensor:
@@ -101,8 +106,19 @@ def test_without_augmentation_batches_equal_totensor_then_normalize():
     images = random_images(10)
     loader = GPUResidentLoader(images, torch.zeros(10, dtype=torch.long), 4, MEAN, STD, augment=False, shuffle=False)
     x = torch.cat([batch for batch, _, _ in loader])
-    expected = torch.stack([T.Normalize(MEAN, STD)(T.ToTensor()(Image.fromarray(im.permute(1, 2, 0).numpy()))) for im in images])
+    expected = torchvision_normalized(images)
     torch.testing.assert_close(x, expected, atol=1e-6, rtol=0)
+
+
+def test_normalize_takes_statistics_made_once_without_copying_them():
+    mean, std = channel_values(MEAN, "cpu"), channel_values(torch.tensor(STD), "cpu")
+    assert mean.shape == std.shape == (1, 3, 1, 1)
+    assert channel_values(mean, "cpu").data_ptr() == mean.data_ptr()  # reused as it is, no new tensor per batch
+    images = random_images(5)
+    out = normalize(images, mean, std, memory_format=torch.channels_last)
+    expected = torchvision_normalized(images)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
 def test_draws_cover_the_same_range_as_torchvision_random_crop_uniformly_and_flip_half_the_time():

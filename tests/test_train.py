@@ -8,6 +8,7 @@ import torch
 
 import icd_lib.losses.icd  # noqa: F401  (registers "icd")
 import icd_lib.losses.kd  # noqa: F401  (registers "ce" and "kd")
+from icd_lib.data.seeds import derive_seed
 from icd_lib.results import RunRecord, load_record
 from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from icd_lib.train.loop import TrainConfig, default_lr, train
@@ -179,6 +180,26 @@ def test_non_finite_loss_stops_with_advice(monkeypatch):
     data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(config(weights={"test_infinite": 1.0}, epochs=1, milestones=()), TinyNet(), data, test, progress=False)
+
+
+class RecordingBlobs(NoisyBlobs):
+    """NoisyBlobs that notes which items are read, in order."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.visited = []
+
+    def __getitem__(self, index: int):
+        self.visited.append(index)
+        return super().__getitem__(index)
+
+
+def test_epoch_e_reads_the_images_in_epoch_e_order_once():
+    data = RecordingBlobs(64)
+    train(config(method="student", epochs=2, milestones=(1,), batch_size=16), TinyNet(), data, NoisyBlobs(32, seed=1), progress=False)
+    # the documented order of make_loader: randperm under derive_seed(seed, epoch), seed 0
+    orders = [torch.randperm(64, generator=torch.Generator().manual_seed(derive_seed(0, epoch))).tolist() for epoch in (0, 1)]
+    assert data.visited == orders[0] + orders[1]
 
 
 def test_loop_accepts_a_device_resident_loader(tmp_path):

@@ -35,24 +35,27 @@ examples:
       test accuracy of a saved model (add --teacher-ckpt to compare its logits with a teacher's)
   python -m icd_lib sweep --profile book --method student kd icd icd+kd --seeds 0 1 2
       the comparison table: every method x seed, skipping runs already recorded
+  torchrun --nproc_per_node=2 -m icd_lib distill --profile paper --fast --distributed
+      one run over 2 GPUs (data parallel; train-teacher takes --distributed too)
 
 methods: {methods}
 models:  {models}
 """
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``."""
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return integer
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+non_negative_int, positive_int = int_at_least(0), int_at_least(1)
 
 
 def model_name(text: str) -> str:
@@ -77,15 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--epochs", type=positive_int, default=None, help="override the profile's number of epochs")
     training.add_argument("--fast", action="store_true", help="GPU fast path: data on the device, bf16 autocast, channels_last")
     training.add_argument("--quiet", action="store_true", help="no progress bars")
+    parallel = argparse.ArgumentParser(add_help=False)
+    parallel.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training over the processes torchrun starts (torchrun --nproc_per_node=N -m icd_lib ... "
+             "--distributed): each process takes 1/N of every batch on its own device (cuda:LOCAL_RANK, else the CPU "
+             "with gloo), ICD's negatives come from the whole batch, rank 0 writes checkpoints and the record",
+    )
 
     def add(name: str, help_: str, parents: list) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_, description=help_, parents=parents, epilog=epilog, formatter_class=formatter)
 
-    teacher = add("train-teacher", "train a profile's teacher with cross-entropy", [common, training])
+    teacher = add("train-teacher", "train a profile's teacher with cross-entropy", [common, training, parallel])
     teacher.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
     teacher.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
 
-    distill = add("distill", "distil a student from a teacher with one method", [common, training])
+    distill = add("distill", "distil a student from a teacher with one method", [common, training, parallel])
     distill.add_argument("--method", choices=list(METHOD_WEIGHTS), default="icd+kd",
                          help="recipe of loss weights (default: icd+kd; 'student' = no distillation)")
     distill.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
@@ -132,14 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from icd_lib.train import runs  # imported late: --help stays fast
 
+    distributed = join_process_group(parser, args) if getattr(args, "distributed", False) else None
+    is_main = distributed is None or distributed.is_main
     where = dict(out=args.out, data_root=args.data_root, device=args.device)
     try:
         if args.command == "train-teacher":
-            print_record(runs.train_teacher(args.profile, args.seed, teacher=args.teacher, epochs=args.epochs,
-                                            fast=args.fast, progress=not args.quiet, **where), args.out)
+            record = runs.train_teacher(args.profile, args.seed, teacher=args.teacher, epochs=args.epochs, fast=args.fast,
+                                        progress=not args.quiet, distributed=distributed, **where)
+            if is_main:
+                print_record(record, args.out)
         elif args.command == "distill":
-            print_record(runs.distill(args.profile, args.method, args.seed, args.teacher_ckpt, student=args.student,
-                                      teacher=args.teacher, epochs=args.epochs, fast=args.fast, progress=not args.quiet, **where), args.out)
+            record = runs.distill(args.profile, args.method, args.seed, args.teacher_ckpt, student=args.student,
+                                  teacher=args.teacher, epochs=args.epochs, fast=args.fast, progress=not args.quiet,
+                                  distributed=distributed, **where)
+            if is_main:
+                print_record(record, args.out)
         elif args.command == "evaluate":
             result = runs.evaluate(args.checkpoint, args.profile, args.student, args.teacher_ckpt,
                                    data_root=args.data_root, device=args.device)
@@ -150,7 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_table(aggregate(records)))
     except (FileNotFoundError, CheckpointError) as err:
         parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+    finally:
+        if distributed is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
+
+
+def join_process_group(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """This process's ``DistributedContext`` (``--distributed``); a usage error outside torchrun or with ``--device``."""
+    if args.device is not None:
+        parser.error("--distributed gives each process its own device (cuda:LOCAL_RANK, else the CPU); leave out --device")
+    from icd_lib.train.distributed import init_distributed
+
+    try:
+        return init_distributed()
+    except RuntimeError as err:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

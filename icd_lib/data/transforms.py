@@ -34,24 +34,40 @@ def random_crop_flip(images: Tensor, generator: torch.Generator | None = None, p
     return picked_rows.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
-def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def channel_values(values: Sequence[float] | Tensor, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Per-channel mean or std as a (1, c, 1, 1) tensor on ``device``.
+
+    A tensor already of that dtype on that device is used as it is (a view, no copy): build it
+    once and pass it to :func:`normalize` on every batch, since making it from Python numbers on
+    each call is a blocking host-to-device copy on a GPU.
+    """
+    return torch.as_tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
+
+
+def normalize(
+    images: Tensor,
+    mean: Sequence[float] | Tensor,
+    std: Sequence[float] | Tensor,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Tensor:
     """uint8 images (n, c, h, w) in [0, 255] -> float32 ``(x / 255 - mean) / std`` per channel.
 
     A single stored channel is repeated to ``len(mean)`` channels (grey Fashion-MNIST served as RGB).
+    ``mean``/``std``: numbers, or tensors from :func:`channel_values` on the images' device (no
+    copy per call). ``memory_format``: of the result (``torch.channels_last`` for the fast path).
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
-    channels = len(mean)
+    mean_t, std_t = channel_values(mean, images.device), channel_values(std, images.device)
+    channels = mean_t.shape[1]
     if images.shape[1] not in (1, channels):
         raise ValueError(f"images have {images.shape[1]} channels; expected 1 or {channels}")
-    x = images.expand(-1, channels, -1, -1).float().div_(255)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    x = images.expand(-1, channels, -1, -1).to(dtype=torch.float32, memory_format=memory_format).div_(255)
     return x.sub_(mean_t).div_(std_t)
 
 
-def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def denormalize(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
     """Inverse of :func:`normalize` up to the uint8 rounding: float (n, c, h, w) back to [0, 1], for plots."""
-    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    mean_t = channel_values(mean, images.device, images.dtype)
+    std_t = channel_values(std, images.device, images.dtype)
     return (images * std_t + mean_t).clamp(0, 1)

@@ -13,6 +13,11 @@ contrastive task sees the global batch, and the loss and the gradients equal tho
 process on the concatenated batch (``tests/test_distributed.py`` checks this with two CPU
 processes).
 
+``icd_lib.train.loop.train(..., distributed=init_distributed())`` puts these pieces together
+(``torchrun --nproc_per_node=N -m icd_lib distill ... --distributed`` from the command line);
+``tests/test_distributed.py`` checks that one epoch on two CPU processes ends with the weights of
+one process on the global batches.
+
 One difference remains by design: BatchNorm normalises with each process's own batch
 statistics. ``wrap_for_ddp(..., sync_batchnorm=True)`` converts it to ``SyncBatchNorm`` on CUDA.
 """

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from icd_lib.data.images import ImageDataset
 from icd_lib.data.seeds import derive_seed
-from icd_lib.data.transforms import PAPER_CROP_PADDING, random_crop_flip
+from icd_lib.data.transforms import PAPER_CROP_PADDING, channel_values, normalize, random_crop_flip
 
 
 def epoch_generator(seed: int, epoch: int, *stream: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -48,7 +48,8 @@ class GPUResidentLoader:
     ``icd_lib.data.transforms.random_crop_flip`` - the paper's RandomCrop(H, padding=4, zero fill)
     and horizontal flip, the very function of the plain path - drawn from a generator on the
     device seeded by (seed, epoch, rank), so no batch waits for the host. Finally ToTensor
-    (/255) and Normalize(mean, std) in float32.
+    (/255) and Normalize(mean, std) in float32: ``icd_lib.data.transforms.normalize``, with mean
+    and std made on the device once.
 
     Yields x (B, len(mean), H, W) float32 (channels_last memory format if asked), y (B,) int64
     and index (B,) int64, the images' positions in ``images``, all on ``device``.
@@ -116,8 +117,8 @@ class GPUResidentLoader:
         self.images = images.to(self.device).contiguous()
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size = batch_size
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.mean = channel_values(mean, self.device)  # (1, c, 1, 1), made once: no copy to the device per batch
+        self.std = channel_values(std, self.device)
         self.augment = augment
         self.shuffle = shuffle
         self.padding = padding
@@ -163,7 +164,7 @@ class GPUResidentLoader:
             x = self.images[index]
             if self.augment:
                 x = random_crop_flip(x, generator=augmentation, padding=self.padding)
-            yield self.normalize(x), self.labels[index], index
+            yield normalize(x, self.mean, self.std, self.memory_format), self.labels[index], index
 
     @classmethod
     def from_dataset(cls, dataset: ImageDataset, batch_size: int, *, train: bool, **options) -> "GPUResidentLoader":
@@ -181,15 +182,9 @@ class GPUResidentLoader:
             dataset.images, dataset.labels, batch_size, dataset.mean, dataset.std, augment=dataset.augment, shuffle=train, **options
         )
 
-    def normalize(self, x: Tensor) -> Tensor:
-        """uint8 (B, c, H, W) -> float32 ``Normalize(mean, std)(ToTensor(x))``, (B, len(mean), H, W).
-
-        The arithmetic of ``icd_lib.data.transforms.normalize``, with mean and std kept on the
-        device: creating them from Python numbers on each batch would be a blocking copy to a GPU.
-        """
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.expand(-1, self.mean.shape[1], -1, -1).to(dtype=torch.float32, memory_format=memory_format).div_(255)
-        return x.sub_(self.mean).div_(self.std)
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
 @dataclass(frozen=True)
@@ -289,8 +284,9 @@ def prepare_models(student: nn.Module, teacher: nn.Module | None, settings: Fast
                 model.to(memory_format=torch.channels_last)
     if not settings.compile:
         return student, teacher
+    return compile_model(student, settings), compile_model(teacher, settings)
 
-    def compiled(model):
-        return None if model is None else torch.compile(model, mode=settings.compile_mode, dynamic=False)
 
-    return compiled(student), compiled(teacher)
+def compile_model(model: nn.Module | None, settings: FastSettings):
+    """``torch.compile(model)`` in the mode ``settings`` ask for (None stays None)."""
+    return None if model is None else torch.compile(model, mode=settings.compile_mode, dynamic=False)

@@ -7,6 +7,17 @@ weights) -> backward -> one SGD step over the student's and the objective's para
 loop evaluates on the test set, writes ``last.pt`` (and ``best.pt`` when top-1 improved), and a
 later call with the same configuration and ``out_dir`` resumes from ``last.pt`` and ends with
 exactly the metrics of an uninterrupted run (on the CPU).
+
+Data parallelism (``train(..., distributed=init_distributed())`` in every process torchrun
+starts; ``icd_lib.train.distributed``): each process trains on its share of every global batch of
+``config.batch_size`` images, read from a ``GPUResidentLoader`` (on the CPU too: it is the one
+loader that shards batches; the plain ``DataLoader`` path is single-process only). DDP averages
+the gradients, ICD takes its negatives from the global batch, and the epoch's loss sums are added
+over the processes, so the history is the global batch's. Rank 0 alone evaluates on the test set,
+with the weights and BatchNorm statistics it checkpoints (DDP keeps the weights equal everywhere;
+each process updates its own running statistics from its own batches), and sends the accuracy to
+the others, so every process returns the same record; rank 0 alone writes checkpoints, the record,
+progress bars and per-epoch logs.
 """
 from __future__ import annotations
 
@@ -14,16 +25,18 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 import icd_lib.losses  # noqa: F401  (registers the loss terms)
 from icd_lib.config import METHOD_WEIGHTS, get_profile, method_weights
+from icd_lib.data.images import ImageDataset
 from icd_lib.data.loaders import make_loader
 from icd_lib.eval.metrics import accuracy
 from icd_lib.losses.base import Objective
@@ -38,7 +51,16 @@ from icd_lib.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from icd_lib.train.fast import FastSettings, autocast, float32_outputs, prepare_models, resolve_fast_settings
+from icd_lib.train.distributed import DistributedContext, per_process_batch_size, wrap_for_ddp
+from icd_lib.train.fast import (
+    FastSettings,
+    GPUResidentLoader,
+    autocast,
+    compile_model,
+    float32_outputs,
+    prepare_models,
+    resolve_fast_settings,
+)
 from icd_lib.utils import device_description, get_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -165,6 +187,77 @@ def as_loader(data, config: TrainConfig, train: bool) -> Iterable:
     raise TypeError(f"expected a torch Dataset or an iterable of batches, got {type(data).__name__}")
 
 
+def device_loader(
+    dataset: ImageDataset,
+    config: TrainConfig,
+    train: bool,
+    device: torch.device,
+    distributed: DistributedContext | None = None,
+) -> GPUResidentLoader:
+    """``dataset`` as the fast path's device-resident loader, with the run's batch size, seed and
+    memory format (``GPUResidentLoader.from_dataset``; grey images are served as ``len(mean)`` channels).
+
+    With ``distributed`` (training data): this process's share of every global batch,
+    ``per_process_batch_size(config.batch_size, world_size)`` images.
+    """
+    batch_size, shard = config.batch_size, {}
+    if distributed is not None:
+        batch_size = per_process_batch_size(config.batch_size, distributed.world_size)
+        shard = {"rank": distributed.rank, "world_size": distributed.world_size}
+    return GPUResidentLoader.from_dataset(
+        dataset, batch_size, train=train, device=device, seed=config.seed,
+        channels_last=fast_settings(config, device).channels_last, **shard,
+    )
+
+
+def distributed_train_loader(data, config: TrainConfig, distributed: DistributedContext, device: torch.device) -> GPUResidentLoader:
+    """This process's training batches under data parallelism: an ``ImageDataset`` becomes its
+    ``device_loader``; a ``GPUResidentLoader`` must already be this process's share."""
+    if isinstance(data, ImageDataset):
+        return device_loader(data, config, True, device, distributed)
+    if not isinstance(data, GPUResidentLoader):
+        raise TypeError(
+            "data-parallel training reads its batches from a GPUResidentLoader; pass an icd_lib.data.ImageDataset "
+            f"(from load_dataset) or a GPUResidentLoader built with rank= and world_size=, not {type(data).__name__}"
+        )
+    batch_size = per_process_batch_size(config.batch_size, distributed.world_size)
+    wanted = (distributed.rank, distributed.world_size, batch_size)
+    if (data.rank, data.world_size, data.batch_size) != wanted:
+        raise ValueError(
+            f"the training loader serves rank {data.rank} of {data.world_size} with batches of {data.batch_size}, but this "
+            f"process is rank {distributed.rank} of {distributed.world_size} and its share of the batch of "
+            f"{config.batch_size} is {batch_size}; build it with rank=, world_size= and batch_size=per_process_batch_size(...)"
+        )
+    return data
+
+
+def step_modules(student: nn.Module, teacher: nn.Module | None, objective: Objective, settings: FastSettings,
+                 distributed: DistributedContext | None):
+    """(student_forward, teacher_forward, objective_forward): what each step calls.
+
+    Single process: ``prepare_models`` and the objective itself. Data parallel: the student and
+    the objective wrapped by ``wrap_for_ddp`` (ICD's negatives then come from the global batch),
+    compiled after wrapping when ``settings.compile``. Either way the optimizer and checkpoints
+    use the original modules, which share their parameters with these.
+    """
+    if distributed is None:
+        return (*prepare_models(student, teacher, settings), objective)
+    _, teacher_forward = prepare_models(student, teacher, replace(settings, compile=False))
+    student_forward, objective_forward = wrap_for_ddp(student, objective, distributed)
+    if settings.compile:
+        student_forward, teacher_forward = compile_model(student_forward, settings), compile_model(teacher_forward, settings)
+    return student_forward, teacher_forward, objective_forward
+
+
+def evaluate_test_set(student: nn.Module, test_loader: Iterable, distributed: DistributedContext | None) -> dict[str, float]:
+    """{"top1", "top5"} in percent; under data parallelism measured by rank 0 and sent to every process."""
+    if distributed is None:
+        return accuracy(student, test_loader, topk=(1, 5))
+    result = [accuracy(student, test_loader, topk=(1, 5)) if distributed.is_main else None]
+    dist.broadcast_object_list(result, src=0)
+    return result[0]
+
+
 RUN_INFO_KEYS = frozenset({"role", "profile", "dataset", "train_size", "test_size", "teacher_checkpoint", "teacher_top1"})
 
 
@@ -181,6 +274,7 @@ def train(
     progress: bool = True,
     resume: bool = True,
     on_epoch_end: Callable[[dict], None] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> RunRecord:
     """Train ``student`` (distilling from ``teacher`` when the weights need one); return its ``RunRecord``.
 
@@ -191,19 +285,34 @@ def train(
     results_dir: where the JSON record goes (None: not written).
     run_info:    record fields the loop cannot know: ``role`` ("teacher"/"student"), ``profile``,
                  ``dataset``, ``train_size``, ``test_size``, ``teacher_checkpoint``, ``teacher_top1``.
-    on_epoch_end: called with each epoch's metrics after its checkpoint is written.
+    on_epoch_end: called with each epoch's metrics after its checkpoint is written (in every process).
+    distributed: this process's place in a data-parallel job (``init_distributed()``; see the
+                 module docstring). ``train_data`` is then an ``ImageDataset`` or this process's
+                 ``GPUResidentLoader``; the device is the context's.
     """
     run_info = dict(run_info or {})
     unknown = set(run_info) - RUN_INFO_KEYS
     if unknown:
         raise TypeError(f"unknown run_info keys {sorted(unknown)}; valid keys: {sorted(RUN_INFO_KEYS)}")
-    device = get_device(config.device)
+    if distributed is None:
+        device = get_device(config.device)
+    elif config.device is not None and torch.device(config.device).type != distributed.device.type:
+        raise ValueError(
+            f"config.device={config.device!r}, but this data-parallel process runs on {distributed.device}; "
+            "leave config.device None (each process uses the device init_distributed chose)"
+        )
+    else:
+        device = distributed.device
+    is_main = distributed is None or distributed.is_main
     settings = fast_settings(config, device)
     for note in settings.notes:
         log.info(note)
 
     seed_everything(config.seed)
-    train_loader = as_loader(train_data, config, train=True)
+    if distributed is None:
+        train_loader = as_loader(train_data, config, train=True)
+    else:
+        train_loader = distributed_train_loader(train_data, config, distributed, device)
     test_loader = as_loader(test_data, config, train=False)
     student.to(device)
     if teacher is not None:
@@ -219,7 +328,7 @@ def train(
         raise ValueError(f"the weights {config.weights} distil from a teacher: pass teacher=<a trained model>")
     if not objective.needs_teacher:
         teacher = None
-    student_forward, teacher_forward = prepare_models(student, teacher, settings)
+    student_forward, teacher_forward, objective_forward = step_modules(student, teacher, objective, settings, distributed)
     optimizer = torch.optim.SGD(
         [*student.parameters(), *objective.parameters()],
         lr=config.lr,
@@ -254,10 +363,13 @@ def train(
         loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
         student.train()
         objective.train()
+        # iter() exactly once per epoch: given the loader itself, tqdm.auto's bar calls iter() on it
+        # twice, which makes an EpochLoader skip to the next epoch's order (and start its workers twice)
         batches = tqdm(
-            train_loader,
+            iter(train_loader),
+            total=len(train_loader) if hasattr(train_loader, "__len__") else None,
             desc=f"{config.run_name} epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
+            disable=not (progress and is_main),
             leave=False,
             unit="batch",
         )
@@ -270,7 +382,7 @@ def train(
                     with torch.no_grad():
                         teacher_out = float32_outputs(teacher_forward(x, with_features=True))
                 student_out = float32_outputs(student_forward(x, with_features=True))
-            loss, terms = objective(student_out, teacher_out, y, index)
+            loss, terms = objective_forward(student_out, teacher_out, y, index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -282,13 +394,16 @@ def train(
         scheduler.step()
         if seen == 0:
             raise ValueError("the training data yielded no batches; is the training set empty?")
-        train_values = torch.stack([loss_sum, *term_sums.values()]).div(seen).tolist()  # one host sync
+        totals = torch.stack([loss_sum, *term_sums.values(), loss_sum.new_tensor(seen)])
+        if distributed is not None:
+            dist.all_reduce(totals)  # sums over the processes: the global batches' sums and count
+        train_values = totals[:-1].div(totals[-1]).tolist()  # one host sync
         if not all(math.isfinite(v) for v in train_values):
             raise FloatingPointError(
                 f"{config.run_name}: the training loss is not finite in epoch {epoch + 1}; "
                 f"lower the learning rate (now {lr}) or the loss weights {config.weights}"
             )
-        test = accuracy(student, test_loader, topk=(1, 5))
+        test = evaluate_test_set(student, test_loader, distributed)
         entry = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -301,7 +416,7 @@ def train(
         history.append(entry)
         is_best = entry["test_top1"] > best_top1
         best_top1 = max(best_top1, entry["test_top1"])
-        if last_path is not None:
+        if last_path is not None and is_main:
             state = {
                 "config": config.to_dict(),
                 "epoch": epoch + 1,
@@ -319,8 +434,9 @@ def train(
             if is_best:
                 save_checkpoint(state, last_path.with_name("best.pt"))
         summary = f"loss {entry['train_loss']:.4f}  top1 {entry['test_top1']:.2f}  top5 {entry['test_top5']:.2f}"
-        log.info("%s epoch %d/%d: %s  lr %.4g  %.1fs", config.run_name, epoch + 1, config.epochs, summary, lr, entry["epoch_time_s"])
-        if progress:
+        if is_main:
+            log.info("%s epoch %d/%d: %s  lr %.4g  %.1fs", config.run_name, epoch + 1, config.epochs, summary, lr, entry["epoch_time_s"])
+        if progress and is_main:
             tqdm.write(f"{config.run_name} epoch {epoch + 1}/{config.epochs}: {summary}  ({entry['epoch_time_s']:.1f}s)")
         if on_epoch_end is not None:
             on_epoch_end(entry)
@@ -341,13 +457,15 @@ def train(
         last_top1=history[-1]["test_top1"],
         last_top5=history[-1]["test_top5"],
         wall_time_s=elapsed_before + time.perf_counter() - segment_start,
-        device=device_description(device),
+        device=device_description(device) if distributed is None else f"{distributed.world_size} x {device_description(device)}",
         train_size=run_info.pop("train_size", num_examples(train_data)),
         test_size=run_info.pop("test_size", num_examples(test_data)),
         checkpoint_dir=str(out_dir) if out_dir is not None else None,
         **run_info,
         **provenance(),
     )
-    if results_dir is not None:
+    if results_dir is not None and is_main:
         save_record(record, results_dir)
+    if distributed is not None:
+        dist.barrier()  # no process returns (and, say, loads best.pt) before rank 0 has written everything
     return record

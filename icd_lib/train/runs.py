@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from icd_lib.config import Profile, get_profile
@@ -24,8 +23,8 @@ from icd_lib.eval.metrics import accuracy, logit_correlation_difference, predict
 from icd_lib.models import build_model
 from icd_lib.results.records import RunRecord, load_record, record_path
 from icd_lib.train.checkpoint import load_checkpoint, load_state
-from icd_lib.train.fast import GPUResidentLoader
-from icd_lib.train.loop import TrainConfig, default_lr, fast_settings, train
+from icd_lib.train.distributed import DistributedContext
+from icd_lib.train.loop import TrainConfig, default_lr, device_loader, train
 from icd_lib.utils import get_device, seed_everything
 
 DEFAULT_METHODS = ("student", "kd", "icd", "icd+kd")
@@ -72,16 +71,9 @@ def load_splits(profile: Profile, train_size: int | None, data_root: str | Path 
     return train_set, load_test_set(profile, data_root)
 
 
-def device_loader(dataset: ImageDataset, config: TrainConfig, train: bool, device: torch.device) -> GPUResidentLoader:
-    """The fast path's device-resident loader over ``dataset`` (grey images repeated to the served channels)."""
-    images = dataset.images
-    if images.shape[1] != len(dataset.mean):
-        images = images.expand(-1, len(dataset.mean), -1, -1)
-    return GPUResidentLoader(
-        images, dataset.labels, config.batch_size, dataset.mean, dataset.std, device=device,
-        augment=train and dataset.augment, shuffle=train, seed=config.seed,
-        channels_last=fast_settings(config, device).channels_last,
-    )
+def process_device(device: str | None, distributed: DistributedContext | None) -> str | None:
+    """The device this process uses: the data-parallel context's, else ``device``."""
+    return str(distributed.device) if distributed is not None else device
 
 
 def new_model(name: str, dataset: str, seed: int) -> nn.Module:
@@ -131,8 +123,13 @@ def _run(
     progress: bool,
     method_options: dict | None,
     name: str,
+    distributed: DistributedContext | None,
 ) -> RunRecord:
-    """One run of ``model_name`` on the profile's data (a teacher run when ``method == "teacher"``)."""
+    """One run of ``model_name`` on the profile's data (a teacher run when ``method == "teacher"``).
+
+    The fast path reads training and test data from the device; data parallelism reads the
+    training data from the device too (the one loader that shards batches over processes).
+    """
     config = TrainConfig(
         method="student" if method == "teacher" else method,
         method_options=method_options or {},
@@ -153,9 +150,11 @@ def _run(
     )
     train_set, test_set = load_splits(profile, train_size, data_root)
     train_data, test_data = train_set, test_set
+    resolved = distributed.device if distributed is not None else get_device(device)
+    if fast or distributed is not None:
+        train_data = device_loader(train_set, config, True, resolved, distributed)
     if fast:
-        resolved = get_device(device)
-        train_data, test_data = (device_loader(d, config, t, resolved) for d, t in ((train_set, True), (test_set, False)))
+        test_data = device_loader(test_set, config, False, resolved)
     run_info = {"role": "teacher" if method == "teacher" else "student", "profile": profile.name, "dataset": profile.dataset,
                 "train_size": len(train_set), "test_size": len(test_set)}
     if teacher is not None:
@@ -170,6 +169,7 @@ def _run(
         results_dir=results_dir(out),
         run_info=run_info,
         progress=progress,
+        distributed=distributed,
     )
 
 
@@ -183,14 +183,18 @@ def train_teacher(
     device: str | None = None,
     fast: bool = False,
     progress: bool = True,
+    distributed: DistributedContext | None = None,
 ) -> RunRecord:
-    """Train the profile's teacher (or model ``teacher``) with cross-entropy; resumes an interrupted run."""
+    """Train the profile's teacher (or model ``teacher``) with cross-entropy; resumes an interrupted run.
+
+    ``distributed``: this process's place in a data-parallel job (``init_distributed()``, under torchrun).
+    """
     profile = as_profile(profile)
     model_name = teacher or profile.teacher
     epochs = epochs or profile.teacher_epochs
     name = run_name(profile, "teacher", model_name, None, seed, epochs)
     return _run(profile, "teacher", model_name, seed, epochs, profile.teacher_train_size, None,
-                out, data_root, device, fast, progress, None, name)
+                out, data_root, device, fast, progress, None, name, distributed)
 
 
 def ensure_teacher(
@@ -201,14 +205,15 @@ def ensure_teacher(
     device: str | None = None,
     fast: bool = False,
     progress: bool = True,
+    distributed: DistributedContext | None = None,
 ) -> Teacher:
     """The profile's trained teacher: loaded from ``out`` when its run is complete, else trained (or resumed) first."""
     profile = as_profile(profile)
     model_name = teacher or profile.teacher
     name = run_name(profile, "teacher", model_name, None, TEACHER_SEED)
     if not record_path(results_dir(out), name).is_file():
-        train_teacher(profile, TEACHER_SEED, out, model_name, None, data_root, device, fast, progress)
-    return load_teacher(profile, checkpoint_dir(out, name) / "best.pt", model_name, device)
+        train_teacher(profile, TEACHER_SEED, out, model_name, None, data_root, device, fast, progress, distributed)
+    return load_teacher(profile, checkpoint_dir(out, name) / "best.pt", model_name, process_device(device, distributed))
 
 
 def distill(
@@ -225,12 +230,13 @@ def distill(
     fast: bool = False,
     progress: bool = True,
     method_options: dict | None = None,
+    distributed: DistributedContext | None = None,
 ) -> RunRecord:
     """Train the profile's student (or ``student``) with ``method`` (a key of ``METHOD_WEIGHTS``).
 
     The teacher is ``teacher_ckpt`` when given, else the profile's teacher from ``out`` (trained
     first when missing, see ``ensure_teacher``). ``method="student"`` trains the plain student
-    with cross-entropy only and needs no teacher.
+    with cross-entropy only and needs no teacher. ``distributed``: as in ``train_teacher``.
     """
     profile = as_profile(profile)
     student = student or profile.student
@@ -238,12 +244,12 @@ def distill(
     trained_teacher = None
     if method != "student":
         if teacher_ckpt is not None:
-            trained_teacher = load_teacher(profile, teacher_ckpt, teacher, device)
+            trained_teacher = load_teacher(profile, teacher_ckpt, teacher, process_device(device, distributed))
         else:
-            trained_teacher = ensure_teacher(profile, out, teacher, data_root, device, fast, progress)
+            trained_teacher = ensure_teacher(profile, out, teacher, data_root, device, fast, progress, distributed)
     name = run_name(profile, method, student, trained_teacher.name if trained_teacher else None, seed, epochs)
     return _run(profile, method, student, seed, epochs, profile.student_train_size, trained_teacher,
-                out, data_root, device, fast, progress, method_options, name)
+                out, data_root, device, fast, progress, method_options, name, distributed)
 
 
 def sweep(
