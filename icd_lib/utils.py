@@ -51,6 +51,21 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(path: str | Path | None = None) -> bool | None:
+    """Whether the library's source differs from the commit ``git_commit`` names (None outside git).
+
+    A record made from uncommitted code says so, since its commit alone does not reproduce it.
+    """
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=where, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def environment_report() -> dict[str, str]:
     """Versions and device, as shown at the top of the book's chapters."""
     import matplotlib

@@ -39,3 +39,19 @@ def test_environment_report_has_versions_and_device():
     assert report["torch"] == torch.__version__
     assert report["device"].startswith(("cpu", "NVIDIA", "cuda"))
     assert report["profile"] in ("smoke", "book", "paper")
+
+
+def test_git_dirty_tells_a_changed_tree_from_a_clean_one(tmp_path):
+    import subprocess
+
+    from icd_lib.utils import git_commit, git_dirty
+
+    assert git_dirty(tmp_path) is None  # not a repository
+    run = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    run("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    run("add", "a.py")
+    run("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a")
+    assert git_dirty(tmp_path) is False and git_commit(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_dirty(tmp_path) is True

@@ -80,7 +80,7 @@ def provenance() -> dict:
     import torchvision
 
     import icd_lib
-    from icd_lib.utils import git_commit
+    from icd_lib.utils import git_commit, git_dirty
 
     return {
         "versions": {
@@ -91,6 +91,7 @@ def provenance() -> dict:
             "icd_lib": icd_lib.__version__,
         },
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "command": " ".join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
