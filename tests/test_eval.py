@@ -60,6 +60,10 @@ def test_class_mean_logits_by_hand():
         class_mean_logits(torch.zeros(3, 3), labels, 3)
     with pytest.raises(ValueError, match="shape"):
         class_mean_logits(logits, labels, 3)
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\)"):
+        class_mean_logits(logits, torch.tensor([0, 2, 1]), 2)
+    with pytest.raises(ValueError, match="integer dtype"):
+        class_mean_logits(logits, labels.float(), 2)
 
 
 def test_logit_correlation_difference_by_hand():

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from icd_lib.results import RunRecord, aggregate, load_record, load_records, record_path, save_record
+from icd_lib.results import RunRecord, aggregate, load_record, load_records, provenance, record_path, save_record
 
 
 def make_record(name: str, method: str, seed: int, best: float, last: float, teacher: str | None = "resnet20") -> RunRecord:
@@ -23,6 +23,15 @@ def test_save_and_load_round_trip(tmp_path):
     assert path == record_path(tmp_path / "results", "kd-0") and path.is_file()
     assert load_record(path) == record
     assert not list((tmp_path / "results").glob("*.tmp"))  # the atomic write left no temporary file
+
+
+def test_a_record_holds_every_provenance_field(tmp_path):
+    """The training loop builds its record with ``**provenance()``: every key must be a field."""
+    info = provenance()
+    assert {"versions", "git_commit", "git_dirty", "command", "created"} <= set(info)
+    record = RunRecord(**{**make_record("p", "kd", 0, 80.0, 79.0).to_dict(), **info})
+    assert load_record(save_record(record, tmp_path)) == record
+    assert record.git_dirty in (True, False, None) and record.versions["torch"]
 
 
 def test_load_records_filters_by_field(tmp_path):

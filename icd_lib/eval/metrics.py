@@ -5,7 +5,8 @@ Loaders may yield ``(x, y)`` or ``(x, y, index)`` batches; models return logits 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -18,20 +19,27 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; its previous mode (train or eval) is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: Iterable) -> tuple[Tensor, Tensor]:
     """Run ``model`` (in eval mode) over ``loader``: logits (N, C) float32 and labels (N,), on the CPU."""
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     logits, labels = [], []
-    try:
+    with evaluation_mode(model):
         for batch in loader:
             x, y = batch[0], batch[1]
             logits.append(model(x.to(device, non_blocking=True)).float())
             labels.append(y.to(device, non_blocking=True))
-    finally:
-        model.train(was_training)
     if not logits:
         raise ValueError("the loader yielded no batches; is the data set empty?")
     return torch.cat(logits).cpu(), torch.cat(labels).cpu()
@@ -45,11 +53,9 @@ def accuracy(model: nn.Module, loader: Iterable, topk: Sequence[int] = (1, 5)) -
     number of classes counts every prediction as correct.
     """
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     correct = torch.zeros(len(topk), dtype=torch.long, device=device)
     total = 0
-    try:
+    with evaluation_mode(model):
         for batch in loader:
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             logits = model(x)
@@ -57,8 +63,6 @@ def accuracy(model: nn.Module, loader: Iterable, topk: Sequence[int] = (1, 5)) -
             hits = ranked == y[:, None]
             correct += torch.stack([hits[:, :k].any(dim=1).sum() for k in topk])
             total += y.shape[0]
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("the loader yielded no batches; is the data set empty?")
     return {f"top{k}": 100.0 * c / total for k, c in zip(topk, correct.tolist())}
@@ -72,8 +76,17 @@ def class_mean_logits(logits: Tensor, labels: Tensor, num_classes: int, standard
     """
     if logits.ndim != 2 or logits.shape[1] != num_classes:
         raise ValueError(f"logits must have shape (N, {num_classes}), got {tuple(logits.shape)}")
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
+    if labels.shape != (logits.shape[0],) or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be class indices of shape ({logits.shape[0]},) and an integer dtype, "
+            f"got shape {tuple(labels.shape)} and {labels.dtype}"
+        )
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got values from {int(labels.min())} to {int(labels.max())}; "
+            "is num_classes the model's number of classes?"
+        )
+    labels = labels.long()
     logits = logits.double()
     if standardize:
         logits = (logits - logits.mean(dim=1, keepdim=True)) / logits.std(dim=1, unbiased=False, keepdim=True)

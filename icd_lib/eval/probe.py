@@ -7,23 +7,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from icd_lib.eval.metrics import model_device
+from icd_lib.eval.metrics import evaluation_mode, model_device
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, loader: Iterable) -> tuple[Tensor, Tensor]:
     """Pooled penultimate features (N, d) from ``model(x, with_features=True).pooled`` and labels (N,), on the CPU."""
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     features, labels = [], []
-    try:
+    with evaluation_mode(model):
         for batch in loader:
             out = model(batch[0].to(device, non_blocking=True), with_features=True)
             features.append(out.pooled.float().cpu())
             labels.append(batch[1].cpu())
-    finally:
-        model.train(was_training)
     if not features:
         raise ValueError("the loader yielded no batches; is the data set empty?")
     return torch.cat(features), torch.cat(labels)

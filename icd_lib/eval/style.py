@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from icd_lib.data.content_style import PALETTE, ContentStyleDataset, draw_styles, render_images
 from icd_lib.data.transforms import normalize
-from icd_lib.eval.metrics import model_device
+from icd_lib.eval.metrics import evaluation_mode, model_device
 
 
 def restyled_images(dataset: ContentStyleDataset, indices: Tensor, generator: torch.Generator) -> Tensor:
@@ -50,17 +50,13 @@ def style_sensitivity(
     pairs = items.repeat_interleave(n_interventions)  # item of each (item, new style) pair
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
 
     def softmax(images: Tensor) -> Tensor:
         return model(images.to(device)).double().softmax(dim=1).cpu()
 
-    try:
+    with evaluation_mode(model):
         p = torch.cat([softmax(normalize(dataset.images[c], dataset.mean, dataset.std)) for c in items.split(batch_size)])
         q = torch.cat([softmax(restyled_images(dataset, c, generator)) for c in pairs.split(batch_size)])
-    finally:
-        model.train(was_training)
     p = p.repeat_interleave(n_interventions, dim=0)
     labels = dataset.labels[pairs]
     return {

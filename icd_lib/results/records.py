@@ -58,6 +58,7 @@ class RunRecord:
     command: str | None = None
     versions: dict = field(default_factory=dict)
     git_commit: str | None = None
+    git_dirty: bool | None = None  # uncommitted changes in the library's source; None: not a git checkout
     created: str = ""
     format: int = RECORD_FORMAT
 
