@@ -206,7 +206,7 @@ def test_crd_known_value_and_memory_update():
 def test_crd_negatives_exclude_the_positive_and_cover_the_rest():
     shapes = ModelShapes(((1, 1, 1),), 4, 2)
     method = build_method("crd", shapes, shapes, num_data=5, num_negatives=64)
-    assert method.num_negatives == 4
+    assert method.num_negatives == 4 and method.negative_sampling == "instance-level"
     torch.manual_seed(0)
     index = torch.tensor([0, 2, 4, 4])
     negatives = torch.cat([method.sample_negatives(index) for _ in range(50)], dim=1)
@@ -214,6 +214,72 @@ def test_crd_negatives_exclude_the_positive_and_cover_the_rest():
     for row, positive in zip(negatives, index.tolist()):
         assert set(row.tolist()) == set(range(5)) - {positive}
     assert build_method("crd", shapes, shapes, num_data=50_000).num_negatives == 16384
+
+
+CRD_SHAPES = ModelShapes(((1, 1, 1),), 4, 2)
+
+
+def crd_with_labels(labels: list[int], num_negatives: int):
+    return build_method(
+        "crd", CRD_SHAPES, CRD_SHAPES, num_data=len(labels), num_negatives=num_negatives,
+        train_labels=torch.tensor(labels),
+    )
+
+
+def draws_per_anchor(method, index: torch.Tensor, times: int) -> list[torch.Tensor]:
+    """(times, K) negatives of each anchor in ``index``, sampled ``times`` times."""
+    batches = torch.stack([method.sample_negatives(index) for _ in range(times)])  # (times, n, K)
+    return list(batches.unbind(1))
+
+
+# classes of 12 images, shuffled so that no class is a contiguous run of dataset indices
+LABELS_12 = [2, 0, 1, 1, 2, 0, 1, 2, 1, 0, 1, 2]  # class sizes 3, 5, 4: 9, 7, 8 images outside each
+
+
+@pytest.mark.parametrize("num_negatives", [5, 64])  # 5 fits every class (no replacement), 64 none (K = 11)
+def test_crd_class_aware_negatives_come_from_every_other_class_image_and_never_the_anchors_class(num_negatives):
+    method = crd_with_labels(LABELS_12, num_negatives)
+    assert method.negative_sampling == "class-aware"
+    torch.manual_seed(0)
+    index = torch.arange(12)
+    for anchor, draws in zip(index.tolist(), draws_per_anchor(method, index, times=400)):
+        other_class = {j for j, c in enumerate(LABELS_12) if c != LABELS_12[anchor]}
+        assert set(draws.flatten().tolist()) == other_class
+        counts = torch.bincount(draws.flatten(), minlength=12)[sorted(other_class)].double()
+        assert counts.min() > 0.75 * counts.mean() and counts.max() < 1.25 * counts.mean()  # uniform over them
+
+
+def test_crd_class_aware_negatives_are_distinct_when_the_anchors_other_classes_hold_k_images():
+    # class 0 has 8 of 12 images: its anchors have 4 others (< K = 5: with replacement, like the
+    # authors' code), anchors of classes 1 and 2 have 10 (>= K: without replacement)
+    labels = [0, 1, 0, 0, 2, 0, 0, 1, 0, 2, 0, 0]
+    method = crd_with_labels(labels, num_negatives=5)
+    torch.manual_seed(0)
+    index = torch.tensor([0, 1, 4, 2])
+    for anchor, draws in zip(index.tolist(), draws_per_anchor(method, index, times=200)):
+        other_class = {j for j, c in enumerate(labels) if c != labels[anchor]}
+        assert set(draws.flatten().tolist()) == other_class
+        distinct_per_draw = {len(set(row.tolist())) for row in draws}
+        if labels[anchor] == 0:
+            assert distinct_per_draw <= {1, 2, 3, 4}
+        else:
+            assert distinct_per_draw == {5}
+
+
+def test_crd_train_labels_are_checked_and_not_saved():
+    with pytest.raises(ValueError, match="11 labels but num_data is 12"):
+        build_method("crd", CRD_SHAPES, CRD_SHAPES, num_data=12, train_labels=torch.zeros(11, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        build_method("crd", CRD_SHAPES, CRD_SHAPES, num_data=3, train_labels=torch.tensor([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="single class"):
+        crd_with_labels([4, 4, 4], num_negatives=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        crd_with_labels([0, -1, 1], num_negatives=2)
+    # labels come from the data, not the checkpoint: both kinds of CRD load each other's state
+    class_aware = crd_with_labels(LABELS_12, num_negatives=5)
+    instance_level = build_method("crd", CRD_SHAPES, CRD_SHAPES, num_data=12, num_negatives=5)
+    assert class_aware.state_dict().keys() == instance_level.state_dict().keys()
+    instance_level.load_state_dict(class_aware.state_dict())
 
 
 def test_crd_needs_num_data_and_valid_indices():
@@ -337,6 +403,20 @@ def test_batch_size_mismatch_and_nan_are_clear_errors(name):
 def test_kd_rejects_logits_of_different_shape():
     with pytest.raises(ValueError, match="same classes"):
         run("kd", output(logits=torch.zeros(2, 3)), output(logits=torch.zeros(2, 4)))
+
+
+def test_kd_errors_speak_of_logits():
+    with pytest.raises(ValueError, match="student logits contains NaN"):
+        run("kd", output(logits=torch.full((2, 3), float("nan"))), output(logits=torch.zeros(2, 3)))
+    with pytest.raises(TypeError, match="teacher logits must be floating point"):
+        run("kd", output(logits=torch.zeros(2, 3)), ModelOutput(torch.zeros(2, 3, dtype=torch.long), (), torch.zeros(2, 1)))
+
+
+def test_stage_methods_reject_outputs_with_more_stages_than_they_were_built_for():
+    shapes = ModelShapes(FEATURE_SHAPES[:3], 8, 5)
+    method = build_method("vid", shapes, shapes)
+    with pytest.raises(ValueError, match="built for 2 stages but got 3"):
+        method(random_output(1), random_output(0), torch.zeros(6, dtype=torch.long))
 
 
 def test_ce_rejects_float_labels():

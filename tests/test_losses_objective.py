@@ -55,6 +55,19 @@ def test_every_recipe_builds_and_sums_its_weighted_terms(recipe):
     assert all(not t.requires_grad for t in terms.values())  # logged terms are detached
 
 
+def test_training_labels_reach_crd_and_every_other_method_ignores_them():
+    train_labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+    all_methods = {name: 1.0 for name in available_methods()}
+    objective = Objective(all_methods, STUDENT, TEACHER, num_data=10, train_labels=train_labels)
+    assert objective.methods["crd"].negative_sampling == "class-aware"
+    torch.manual_seed(0)
+    total, _ = objective(outputs(STUDENT, 1), outputs(TEACHER, 2), LABELS, INDEX)
+    assert math.isfinite(total.item())
+    assert Objective(all_methods, STUDENT, TEACHER, num_data=10).methods["crd"].negative_sampling == "instance-level"
+    with pytest.raises(ValueError, match="9 labels but num_data is 10"):
+        Objective(METHOD_WEIGHTS["crd"], STUDENT, TEACHER, num_data=10, train_labels=train_labels[:9])
+
+
 def test_icd_plus_kd_against_hand_written_terms():
     """CE + 1 * KD + 1 * L_icd with CE and KD written out with plain ops."""
     torch.manual_seed(0)

@@ -1,13 +1,20 @@
-"""End to end: a teacher and an ICD+KD student on the content/style dataset, through the runs API."""
+"""End to end: a teacher and an ICD+KD student on the content/style dataset, through the runs API;
+and what the trainer hands the loss terms about the training set."""
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
 from icd_lib.config import Profile
+from icd_lib.losses.crd import CRD
 from icd_lib.results import RunRecord, load_records, save_record
 from icd_lib.train import runs
+from icd_lib.train.fast import GPUResidentLoader
+from icd_lib.train.loop import TrainConfig, train, training_labels
+from train_helpers import NoisyBlobs, TinyNet
 
 
 # Measured on the 2-core CPU with other jobs running: about 45 s in all; teacher 42%, student 40% top-1.
@@ -59,3 +66,35 @@ def test_sweep_skips_recorded_runs(tmp_path):
         recorded.append(record)
     # nothing is trained (there is no teacher and no data loading here): both runs are read back
     assert runs.sweep(TINY, ["student", "kd"], [0], out=tmp_path, progress=False) == recorded
+
+
+def test_a_crd_run_samples_negatives_from_other_classes_of_the_training_set(monkeypatch):
+    train_set = NoisyBlobs(n=40)
+    drawn = []  # (anchor indices, their negatives) of every training step
+    sample = CRD.sample_negatives
+
+    def recording(self, index):
+        negatives = sample(self, index)
+        drawn.append((index, negatives))
+        return negatives
+
+    monkeypatch.setattr(CRD, "sample_negatives", recording)
+    torch.manual_seed(100)
+    teacher = TinyNet(width=12)
+    torch.manual_seed(0)
+    config = TrainConfig(method="crd", student="tiny", teacher="tiny12", epochs=1, batch_size=16, device="cpu")
+    record = train(config, TinyNet(), train_set, NoisyBlobs(n=16, seed=1), teacher, progress=False)
+
+    assert len(drawn) == 3 and "crd" in record.history[0]["terms"]
+    assert "train_labels" not in json.dumps(record.config)
+    for index, negatives in drawn:
+        assert not (train_set.labels[negatives] == train_set.labels[index].unsqueeze(1)).any()
+
+
+def test_training_labels_are_read_from_datasets_and_loaders():
+    blobs = NoisyBlobs(n=10)
+    images = torch.zeros(10, 3, 8, 8, dtype=torch.uint8)
+    resident = GPUResidentLoader(images, blobs.labels, 4, (0.5,) * 3, (0.5,) * 3, device="cpu")
+    for data in (blobs, DataLoader(blobs, batch_size=4), resident):
+        assert torch.equal(training_labels(data), blobs.labels)
+    assert training_labels([(torch.zeros(2, 3, 8, 8), torch.zeros(2))]) is None  # a plain list of batches

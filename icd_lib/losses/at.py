@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icd_lib.losses.base import Distiller, register
-from icd_lib.losses.common import check_features, match_spatial, paired_stages, require_outputs, require_teacher
+from icd_lib.losses.common import match_spatial, require_outputs, require_teacher, sum_over_stages
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 
@@ -39,9 +39,9 @@ class AttentionTransfer(Distiller):
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         teacher = require_outputs("at", teacher)
-        total = 0.0
-        for f_s, f_t in paired_stages("at", student, teacher):
-            check_features("at", f_s, f_t)
-            f_s, f_t = match_spatial(f_s, f_t)
-            total = total + (attention_map(f_s, self.p) - attention_map(f_t, self.p)).pow(2).mean()
-        return {"at": total}
+        return {"at": sum_over_stages("at", student, teacher, self.stage_distance)}
+
+    def stage_distance(self, f_s: Tensor, f_t: Tensor) -> Tensor:
+        """Mean squared difference of the attention maps of one stage, a scalar."""
+        f_s, f_t = match_spatial(f_s, f_t)
+        return (attention_map(f_s, self.p) - attention_map(f_t, self.p)).pow(2).mean()

@@ -30,6 +30,8 @@ class Distiller(nn.Module):
     name: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = True
     needs_index: ClassVar[bool] = False
+    # True: built with ``train_labels=`` (the training set's labels, or None), e.g. CRD's negative sampling
+    uses_train_labels: ClassVar[bool] = False
 
     def forward(
         self,
@@ -45,7 +47,8 @@ def register(name: str):
     """Class decorator: make a ``Distiller`` buildable by ``build_method(name, ...)``.
 
     The class is constructed as ``cls(student_shapes, teacher_shapes, num_data=..., **options)``
-    and must accept (and may ignore) those arguments.
+    and must accept (and may ignore) those arguments; a class with ``uses_train_labels = True``
+    also gets ``train_labels=...``.
     """
 
     def wrap(cls):
@@ -68,13 +71,20 @@ def build_method(
     student_shapes: ModelShapes,
     teacher_shapes: ModelShapes | None,
     num_data: int | None = None,
+    train_labels: Tensor | None = None,
     **options,
 ) -> Distiller:
-    """Build the loss term ``name`` for a teacher/student pair."""
+    """Build the loss term ``name`` for a teacher/student pair.
+
+    ``num_data`` is the training set's size and ``train_labels`` its (num_data,) class labels in
+    dataset-index order; methods that do not use them ignore them.
+    """
     try:
         cls = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
+    if getattr(cls, "uses_train_labels", False):
+        options["train_labels"] = train_labels
     return cls(student_shapes, teacher_shapes, num_data=num_data, **options)
 
 
@@ -82,6 +92,7 @@ class Objective(nn.Module):
     """sum_k weights[k] * term_k: the paper's eq. 13 (CE + lambda KD + beta L_icd) as configuration.
 
     ``options`` maps a method name to its keyword options (``{"icd": {"alpha": 0.1}}``).
+    ``num_data`` and ``train_labels`` describe the training set (see ``build_method``).
     """
 
     def __init__(
@@ -91,6 +102,7 @@ class Objective(nn.Module):
         teacher_shapes: ModelShapes | None = None,
         num_data: int | None = None,
         options: Mapping[str, Mapping] | None = None,
+        train_labels: Tensor | None = None,
     ):
         super().__init__()
         if not weights:
@@ -102,7 +114,10 @@ class Objective(nn.Module):
         self.weights = {name: float(w) for name, w in weights.items()}
         self.methods = nn.ModuleDict(
             {
-                name: build_method(name, student_shapes, teacher_shapes, num_data=num_data, **options.get(name, {}))
+                name: build_method(
+                    name, student_shapes, teacher_shapes, num_data=num_data, train_labels=train_labels,
+                    **options.get(name, {}),
+                )
                 for name in self.weights
             }
         )

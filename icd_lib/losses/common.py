@@ -7,9 +7,11 @@ up as a non-finite loss, which the trainer sees when it logs.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from icd_lib.outputs import ModelOutput, ModelShapes
 
@@ -29,18 +31,23 @@ def check_finite(name: str, tensor: Tensor) -> None:
 
 
 def check_features(
-    name: str, student: Tensor, teacher: Tensor, min_batch: int = 1, dims: tuple[int, int] | None = None
+    name: str,
+    student: Tensor,
+    teacher: Tensor,
+    min_batch: int = 1,
+    dims: tuple[int, int] | None = None,
+    what: str = "features",
 ) -> None:
-    """Check a (student, teacher) pair of feature tensors of one batch.
+    """Check a (student, teacher) pair of feature tensors (or logits: ``what="logits"``) of one batch.
 
     Both must have the same batch size n >= ``min_batch``; with ``dims`` = (d_s, d_t) both must be
-    2-d with those widths; both must be finite (see ``check_finite``).
+    2-d with those widths; both must be finite (see ``check_finite``). Messages call them ``what``.
     """
     for who, tensor in (("student", student), ("teacher", teacher)):
         if not isinstance(tensor, Tensor):
-            raise TypeError(f"{name}: the {who} features must be a torch.Tensor, got {type(tensor).__name__}")
+            raise TypeError(f"{name}: the {who} {what} must be a torch.Tensor, got {type(tensor).__name__}")
         if not tensor.is_floating_point():
-            raise TypeError(f"{name}: the {who} features must be floating point, got {tensor.dtype}")
+            raise TypeError(f"{name}: the {who} {what} must be floating point, got {tensor.dtype}")
     if student.shape[0] != teacher.shape[0]:
         raise ValueError(
             f"{name}: student and teacher batch sizes differ ({student.shape[0]} vs {teacher.shape[0]}); "
@@ -52,11 +59,11 @@ def check_features(
         for who, tensor, dim in (("student", student, dims[0]), ("teacher", teacher, dims[1])):
             if tensor.dim() != 2 or tensor.shape[1] != dim:
                 raise ValueError(
-                    f"{name}: expected {who} features of shape (n, {dim}), got {tuple(tensor.shape)}; "
+                    f"{name}: expected {who} {what} of shape (n, {dim}), got {tuple(tensor.shape)}; "
                     "pass the pooled penultimate features the loss was built for"
                 )
-    check_finite(f"{name}: the student features", student)
-    check_finite(f"{name}: the teacher features", teacher)
+    check_finite(f"{name}: the student {what}", student)
+    check_finite(f"{name}: the teacher {what}", teacher)
 
 
 def require_teacher(name: str, teacher_shapes: ModelShapes | None) -> ModelShapes:
@@ -85,6 +92,30 @@ def paired_stages(name: str, student: ModelOutput, teacher: ModelOutput) -> list
             f"{name} needs at least one stage output after the stem; got {len(student.features)} feature maps"
         )
     return list(zip(student.features[1:], teacher.features[1:]))
+
+
+StageLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def sum_over_stages(
+    name: str, student: ModelOutput, teacher: ModelOutput, stage_loss: StageLoss | Sequence[StageLoss]
+) -> Tensor:
+    """sum_k stage_loss_k(f_s_k, f_t_k) over the ``paired_stages``, each pair checked first.
+
+    ``stage_loss`` is one function for every stage (AT, NST) or one per stage (VID's regressors).
+    """
+    pairs = paired_stages(name, student, teacher)
+    losses = list(stage_loss) if isinstance(stage_loss, Sequence | nn.ModuleList) else [stage_loss] * len(pairs)
+    if len(losses) != len(pairs):
+        raise ValueError(
+            f"{name} was built for {len(losses)} stages but got {len(pairs)} stage outputs; "
+            "build it with the ModelShapes of the models you pass"
+        )
+    total = 0.0
+    for loss, (f_s, f_t) in zip(losses, pairs):
+        check_features(name, f_s, f_t)
+        total = total + loss(f_s, f_t)
+    return total
 
 
 def match_spatial(f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:

@@ -2,8 +2,7 @@
 
 Pooled features go through linear heads to 128-d and are L2-normalised: v_s, v_t (n, 128). Two
 memory banks (num_data, 128) hold one embedding per training image, for the student and for the
-teacher. For anchor image i (dataset index y_i) and K negatives j_1..j_K drawn uniformly from the
-other num_data - 1 images:
+teacher. For anchor image i (dataset index y_i) and K negatives j_1..j_K:
 
     h(v, m) = exp(v . m / T) / Z                                   their eq. 19, T = 0.07
     L(v_i, bank) = -log h_pos / (h_pos + K/N) - sum_k log (K/N) / (h_k + K/N)   their eq. 18 (NCE)
@@ -12,6 +11,12 @@ other num_data - 1 images:
 Z is the normaliser, fixed once from the first batch as N * mean(exp(v . m / T)) (one per
 direction), as in the authors' code. After the loss is computed, the bank rows of the batch move
 to normalise(0.5 * old + 0.5 * new) (momentum 0.5). K = min(16384, num_data - 1).
+
+Negatives, as in the authors' CIFAR-100 code (its default mode "exact"), when the training labels
+are given (``train_labels``): K images of classes other than the anchor's, without replacement
+when the anchor has at least K such images and with replacement otherwise. Without labels:
+"instance-level" negatives, K images drawn uniformly, with replacement, from the other
+num_data - 1 images (same class included).
 
 Scores are computed densely (v @ bank.T, n x N) and the K + 1 needed per anchor picked from them:
 the same values as gathering the sampled bank rows, with far less memory traffic when K is a
@@ -36,11 +41,14 @@ EPS = 1e-7
 class CRD(Distiller):
     """CRD; options ``feat_dim`` (128), ``num_negatives`` (16384), ``temperature`` (0.07), ``momentum`` (0.5).
 
-    Needs ``num_data`` (the training set's size) and the batch's dataset indices.
+    Needs ``num_data`` (the training set's size) and the batch's dataset indices. ``train_labels``
+    (num_data,) integer, the class of every training image, selects negatives from other classes
+    (the trainer passes it; it is not saved in checkpoints).
     Terms: "crd", diagnostics "crd.student_anchor" and "crd.teacher_anchor".
     """
 
     needs_index = True
+    uses_train_labels = True
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class CRD(Distiller):
         num_negatives: int = 16384,
         temperature: float = 0.07,
         momentum: float = 0.5,
+        train_labels: Tensor | None = None,
     ):
         super().__init__()
         teacher_shapes = require_teacher("crd", teacher_shapes)
@@ -74,11 +83,78 @@ class CRD(Distiller):
         self.register_buffer("memory_t", torch.rand(num_data, feat_dim) * 2 * bound - bound)
         # Z for student anchors and for teacher anchors; 0 means "not set yet"
         self.register_buffer("normaliser", torch.zeros(2))
+        self.class_aware = train_labels is not None
+        if self.class_aware:
+            self._index_classes(self._checked_labels(train_labels))
+
+    @property
+    def negative_sampling(self) -> str:
+        """Either "class-aware" (negatives from other classes) or "instance-level" (from all other images)."""
+        return "class-aware" if self.class_aware else "instance-level"
+
+    def _checked_labels(self, train_labels: Tensor) -> Tensor:
+        if not isinstance(train_labels, Tensor) or train_labels.is_floating_point() or train_labels.dim() != 1:
+            raise TypeError(
+                f"crd: train_labels must be a 1-d integer tensor of class indices, got "
+                f"{getattr(train_labels, 'dtype', type(train_labels).__name__)} of shape {tuple(getattr(train_labels, 'shape', ()))}"
+            )
+        if train_labels.shape[0] != self.num_data:
+            raise ValueError(
+                f"crd: train_labels holds {train_labels.shape[0]} labels but num_data is {self.num_data}; "
+                "pass the labels of the same training set, one per image, in dataset-index order"
+            )
+        if bool((train_labels < 0).any()):
+            raise ValueError("crd: train_labels must be class indices >= 0")
+        return train_labels.long()
+
+    def _index_classes(self, labels: Tensor) -> None:
+        """Buffers for class-aware sampling (moved with the module, not saved in its state_dict).
+
+        All (num_data,) int64 and indexed by dataset index, except ``by_class``: the dataset indices
+        sorted by class, so that each class is one contiguous block of it.
+        """
+        class_size = torch.bincount(labels)
+        block_start = class_size.cumsum(0) - class_size
+        self.register_buffer("train_labels", labels, persistent=False)
+        self.register_buffer("by_class", torch.argsort(labels, stable=True), persistent=False)
+        self.register_buffer("block_start", block_start[labels], persistent=False)
+        self.register_buffer("block_size", class_size[labels], persistent=False)
+        other_class_images = self.num_data - class_size[class_size > 0]
+        if int(other_class_images.min()) == 0:
+            raise ValueError("crd: train_labels hold a single class; class-aware negatives need two or more")
+        # decided once here, so that sampling never reads a GPU value on the host
+        self._all_fit = bool((other_class_images >= self.num_negatives).all())
+        self._none_fit = not bool((other_class_images >= self.num_negatives).any())
 
     def sample_negatives(self, index: Tensor) -> Tensor:
-        """(n,) dataset indices -> (n, K) indices drawn uniformly, with replacement, from the other images."""
-        draws = torch.randint(0, self.num_data - 1, (index.shape[0], self.num_negatives), device=index.device)
-        return draws + (draws >= index.unsqueeze(1)).long()
+        """(n,) dataset indices -> (n, K) dataset indices of negatives (see the module docstring)."""
+        if not self.class_aware:
+            draws = torch.randint(0, self.num_data - 1, (index.shape[0], self.num_negatives), device=index.device)
+            return draws + (draws >= index.unsqueeze(1)).long()
+        if self._all_fit:
+            return self._other_classes_without_replacement(index)
+        if self._none_fit:
+            return self._other_classes_with_replacement(index)
+        fits = (self.num_data - self.block_size[index]) >= self.num_negatives
+        return torch.where(
+            fits.unsqueeze(1),
+            self._other_classes_without_replacement(index),
+            self._other_classes_with_replacement(index),
+        )
+
+    def _other_classes_without_replacement(self, index: Tensor) -> Tensor:
+        """(n,) -> (n, K): the K smallest of uniform random keys, other-class images only, are a
+        uniform K-subset of them (rows of anchors with fewer than K such images are unusable)."""
+        keys = torch.rand(index.shape[0], self.num_data, device=index.device)
+        keys.masked_fill_(self.train_labels.unsqueeze(0) == self.train_labels[index].unsqueeze(1), 2.0)
+        return torch.topk(keys, self.num_negatives, dim=1, largest=False, sorted=False).indices
+
+    def _other_classes_with_replacement(self, index: Tensor) -> Tensor:
+        """(n,) -> (n, K): u uniform in [0, N - n_c), moved past the anchor's class block of the sorted order."""
+        start, size = self.block_start[index].unsqueeze(1), self.block_size[index].unsqueeze(1)
+        uniform = torch.rand(index.shape[0], self.num_negatives, device=index.device)
+        draws = (uniform * (self.num_data - size)).long().clamp_max(self.num_data - size - 1)
+        return self.by_class[draws + size * (draws >= start)]
 
     def _nce(self, anchors: Tensor, bank: Tensor, candidates: Tensor, direction: int) -> Tensor:
         """NCE loss of (n, d) anchors against bank rows ``candidates`` (n, K + 1), positive first."""

@@ -61,7 +61,7 @@ class KD(Distiller):
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         teacher = require_outputs("kd", teacher)
-        check_features("kd", student.logits, teacher.logits)
+        check_features("kd", student.logits, teacher.logits, what="logits")
         if student.logits.shape != teacher.logits.shape:
             raise ValueError(
                 f"kd: student and teacher logits differ in shape ({tuple(student.logits.shape)} vs "

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icd_lib.losses.base import Distiller, register
-from icd_lib.losses.common import check_features, match_spatial, paired_stages, require_outputs, require_teacher
+from icd_lib.losses.common import match_spatial, require_outputs, require_teacher, sum_over_stages
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 
@@ -41,8 +41,4 @@ class NeuronSelectivityTransfer(Distiller):
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         teacher = require_outputs("nst", teacher)
-        total = 0.0
-        for f_s, f_t in paired_stages("nst", student, teacher):
-            check_features("nst", f_s, f_t)
-            total = total + selectivity_mmd(f_s, f_t)
-        return {"nst": total}
+        return {"nst": sum_over_stages("nst", student, teacher, selectivity_mmd)}

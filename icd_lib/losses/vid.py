@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from icd_lib.losses.base import Distiller, register
-from icd_lib.losses.common import check_features, match_spatial, paired_stages, require_outputs, require_teacher
+from icd_lib.losses.common import match_spatial, require_outputs, require_teacher, sum_over_stages
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 
@@ -73,8 +73,4 @@ class VID(Distiller):
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         teacher = require_outputs("vid", teacher)
-        total = 0.0
-        for stage, (f_s, f_t) in zip(self.stages, paired_stages("vid", student, teacher)):
-            check_features("vid", f_s, f_t)
-            total = total + stage(f_s, f_t)
-        return {"vid": total}
+        return {"vid": sum_over_stages("vid", student, teacher, self.stages)}

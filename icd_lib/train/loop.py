@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -175,6 +175,15 @@ def num_examples(data) -> int:
     if hasattr(data, "dataset"):
         return len(data.dataset)
     raise TypeError(f"cannot tell how many examples {type(data).__name__} holds; pass a Dataset or a DataLoader")
+
+
+def training_labels(data) -> Tensor | None:
+    """The (N,) class labels of a dataset, a ``DataLoader`` or a device-resident loader, in
+    dataset-index order; None when it does not expose them as ``labels`` (methods that use them,
+    such as CRD's negative sampling, then fall back to a rule that needs no labels)."""
+    source = data if isinstance(data, Dataset) or hasattr(data, "num_images") else getattr(data, "dataset", None)
+    labels = getattr(source, "labels", None)
+    return torch.as_tensor(labels) if labels is not None else None
 
 
 def as_loader(data, config: TrainConfig, train: bool) -> Iterable:
@@ -322,7 +331,8 @@ def train(
     student_shapes = probe_shapes(student, input_shape)
     teacher_shapes = probe_shapes(teacher, input_shape) if teacher is not None else None
     objective = Objective(
-        config.weights, student_shapes, teacher_shapes, num_examples(train_data), config.method_options
+        config.weights, student_shapes, teacher_shapes, num_examples(train_data), config.method_options,
+        train_labels=training_labels(train_data),
     ).to(device)
     if objective.needs_teacher and teacher is None:
         raise ValueError(f"the weights {config.weights} distil from a teacher: pass teacher=<a trained model>")
