@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Idle OpenMP threads sleep instead of spinning: small tensors on a busy 2-core machine ran ~30x slower otherwise.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup book book-strict test unit notebooks lock clean
 

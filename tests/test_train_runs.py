@@ -30,7 +30,10 @@ def test_teacher_and_icd_kd_student_end_to_end(tmp_path):
 
     teacher = runs.ensure_teacher(TINY, out=tmp_path)  # now loaded, not trained again
     assert teacher.checkpoint == tmp_path / "checkpoints" / "tiny-teacher-resnet8-seed0" / "best.pt"
-    assert record.teacher_checkpoint == str(teacher.checkpoint) and record.teacher_top1 == teacher.top1
+    # paths in records are relative to --out, so a record reads the same from any working directory
+    assert record.teacher_checkpoint == "checkpoints/tiny-teacher-resnet8-seed0/best.pt"
+    assert record.checkpoint_dir == "checkpoints/tiny-icd+kd-resnet8-from-resnet8-seed0"
+    assert record.teacher_top1 == teacher.top1
     assert record.best_top1 > 25  # 10 classes: chance is 10%
     saved = json.loads((tmp_path / "results" / f"{record.name}.json").read_text())
     assert RunRecord.from_dict(saved) == record
@@ -42,7 +45,7 @@ def test_teacher_and_icd_kd_student_end_to_end(tmp_path):
     assert saved["versions"]["icd_lib"] and saved["device"] and saved["wall_time_s"] > 0
     teachers = load_records(tmp_path / "results", role="teacher")
     assert [t.student for t in teachers] == ["resnet8"] and teachers[0].config["weights"] == {"ce": 1.0}
-    result = runs.evaluate(record.checkpoint_dir + "/best.pt", TINY, teacher_ckpt=teacher.checkpoint)
+    result = runs.evaluate(tmp_path / record.checkpoint_dir / "best.pt", TINY, teacher_ckpt=teacher.checkpoint)
     assert result["top1"] == pytest.approx(record.best_top1)  # the same model on the same test set
     assert result["logit_difference"] > 0
 

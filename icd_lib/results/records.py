@@ -98,6 +98,15 @@ def provenance() -> dict:
     }
 
 
+def portable_path(path: str | Path, results_dir: str | Path) -> str:
+    """``path`` relative to the folder holding ``results_dir`` (a run's ``--out``), for records.
+
+    Records are read from other working directories (a chapter runs in ``book/``, the CLI in the
+    repository root), so paths in them are relative to ``out``, never to the caller's folder.
+    """
+    return os.path.relpath(Path(path).resolve(), Path(results_dir).resolve().parent)
+
+
 def record_path(results_dir: str | Path, name: str) -> Path:
     """Where the record of the run called ``name`` lives."""
     return Path(results_dir) / f"{name}.json"

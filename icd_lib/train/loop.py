@@ -41,7 +41,7 @@ from icd_lib.data.loaders import make_loader
 from icd_lib.eval.metrics import accuracy
 from icd_lib.losses.base import Objective
 from icd_lib.models import probe_shapes
-from icd_lib.results.records import RunRecord, provenance, save_record
+from icd_lib.results.records import RunRecord, portable_path, provenance, save_record
 from icd_lib.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -470,7 +470,7 @@ def train(
         device=device_description(device) if distributed is None else f"{distributed.world_size} x {device_description(device)}",
         train_size=run_info.pop("train_size", num_examples(train_data)),
         test_size=run_info.pop("test_size", num_examples(test_data)),
-        checkpoint_dir=str(out_dir) if out_dir is not None else None,
+        checkpoint_dir=None if out_dir is None else portable_path(out_dir, results_dir) if results_dir is not None else str(out_dir),
         **run_info,
         **provenance(),
     )

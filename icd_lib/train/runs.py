@@ -21,7 +21,7 @@ from icd_lib.config import Profile, get_profile
 from icd_lib.data import ImageDataset, dataset_info, load_dataset, make_loader
 from icd_lib.eval.metrics import accuracy, logit_correlation_difference, predict_logits
 from icd_lib.models import build_model
-from icd_lib.results.records import RunRecord, load_record, record_path
+from icd_lib.results.records import RunRecord, load_record, portable_path, record_path
 from icd_lib.train.checkpoint import load_checkpoint, load_state
 from icd_lib.train.distributed import DistributedContext
 from icd_lib.train.loop import TrainConfig, default_lr, device_loader, train
@@ -158,7 +158,7 @@ def _run(
     run_info = {"role": "teacher" if method == "teacher" else "student", "profile": profile.name, "dataset": profile.dataset,
                 "train_size": len(train_set), "test_size": len(test_set)}
     if teacher is not None:
-        run_info.update(teacher_checkpoint=str(teacher.checkpoint), teacher_top1=teacher.top1)
+        run_info.update(teacher_checkpoint=portable_path(teacher.checkpoint, results_dir(out)), teacher_top1=teacher.top1)
     return train(
         config,
         new_model(model_name, profile.dataset, seed),
