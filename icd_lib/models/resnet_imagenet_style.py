@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from icd_lib.models.base import FeatureModel, init_weights
+from icd_lib.models.resnet import shortcut
 
 STEM_CHANNELS = 64
 STAGE_PLANES = (64, 128, 256, 512)  # bottleneck widths; stage outputs are EXPANSION times wider
@@ -27,12 +28,7 @@ class Bottleneck(nn.Module):
             nn.BatchNorm2d(planes), nn.ReLU(),
             nn.Conv2d(planes, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
         )
-        self.shortcut = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
+        self.shortcut = shortcut(in_channels, out_channels, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.relu(self.body(x) + self.shortcut(x))
