@@ -129,6 +129,17 @@ METHOD_WEIGHTS: dict[str, dict[str, float]] = {
 }
 
 
+# Keyword options of a recipe's loss terms where they differ from the terms' defaults:
+# recipe -> term -> options (``{"kd+ls": {"kd": {...}}}``). Recipes not listed use the defaults.
+METHOD_OPTIONS: dict[str, dict[str, dict]] = {}
+
+
+def method_options(method: str) -> dict[str, dict]:
+    """The term options of a named recipe (a fresh copy; ``{}`` when it uses the defaults)."""
+    method_weights(method)  # unknown names are an error here too
+    return {term: dict(options) for term, options in METHOD_OPTIONS.get(method, {}).items()}
+
+
 def method_weights(method: str, **overrides: float) -> dict[str, float]:
     """Loss weights of a named recipe (``"icd+kd"``), with per-term ``overrides`` (``kd=0.5``)."""
     try:

@@ -33,6 +33,10 @@ class Distiller(nn.Module):
     # True: built with ``train_labels=`` (the training set's labels, or None), e.g. CRD's negative sampling
     uses_train_labels: ClassVar[bool] = False
 
+    def set_progress(self, epoch: int, total_epochs: int) -> None:
+        """Called by the trainer before each epoch (``epoch`` counts from 0); methods with a
+        schedule, such as DKD's warm-up, override it. The default does nothing."""
+
     def forward(
         self,
         student: ModelOutput,
@@ -125,6 +129,13 @@ class Objective(nn.Module):
     @property
     def needs_teacher(self) -> bool:
         return any(m.needs_teacher for m in self.methods.values())
+
+    def set_progress(self, epoch: int, total_epochs: int) -> None:
+        """Tell every method where training stands: epoch ``epoch`` (from 0) of ``total_epochs``."""
+        if not 0 <= epoch < total_epochs:
+            raise ValueError(f"epoch must lie in [0, {total_epochs}), got {epoch}")
+        for method in self.methods.values():
+            method.set_progress(epoch, total_epochs)
 
     @property
     def needs_index(self) -> bool:
