@@ -126,12 +126,28 @@ METHOD_WEIGHTS: dict[str, dict[str, float]] = {
     "crd+kd": {"ce": 1.0, "kd": 1.0, "crd": 0.8},
     "icd": {"ce": 1.0, "icd": 1.0},
     "icd+kd": {"ce": 1.0, "kd": 1.0, "icd": 1.0},
+    # logit methods, each with its reference code's CIFAR-100 weights (sources in the loss modules):
+    # DKD and DKD+LS carry alpha and beta inside the "dkd" term (mdistiller: CE weight 1)
+    "dkd": {"ce": 1.0, "dkd": 1.0},
+    "dkd+ls": {"ce": 1.0, "dkd": 1.0},
+    "kd+ls": {"ce": 1.0, "kd": 9.0},  # logit-standardization-KD: --kd-weight 9, CE weight 1
+    "wsld": {"ce": 1.0, "wsld": 2.25},  # WSLD paper, section 5 (CIFAR-100): alpha = 2.25
+    "dist": {"ce": 1.0, "dist": 2.0},  # DIST_KD dist_cifar.yaml: kd_loss_weight 2
 }
 
 
 # Keyword options of a recipe's loss terms where they differ from the terms' defaults:
 # recipe -> term -> options (``{"kd+ls": {"kd": {...}}}``). Recipes not listed use the defaults.
-METHOD_OPTIONS: dict[str, dict[str, dict]] = {}
+METHOD_OPTIONS: dict[str, dict[str, dict]] = {
+    # mdistiller configs/cifar100/dkd/wrn40_2_wrn_16_2.yaml (the paper profile's pair): beta 6
+    # (its default, 8, is resnet32x4 -> resnet8x4's); alpha 1, T 4, warm-up 20 of 240 epochs
+    "dkd": {"dkd": {"beta": 6.0}},
+    # logit-standardization-KD tools/train.py with --logit-stand --base-temp 2 --kd-weight 9 on the
+    # same config: alpha and beta multiplied by 9, T = base temperature 2
+    "dkd+ls": {"dkd": {"alpha": 9.0, "beta": 54.0, "temperature": 2.0, "standardize": True}},
+    "kd+ls": {"kd": {"temperature": 2.0, "standardize": True}},
+    # WSLD (T = 4) and DIST (T = 4, beta = gamma = 1) use their terms' defaults
+}
 
 
 def method_options(method: str) -> dict[str, dict]:

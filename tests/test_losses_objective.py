@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from icd_lib.config import METHOD_WEIGHTS
+from icd_lib.config import METHOD_WEIGHTS, method_options
 from icd_lib.losses import Distiller, Objective, available_methods, build_method
 from icd_lib.outputs import ModelOutput, ModelShapes
 
@@ -26,12 +26,13 @@ def outputs(shapes: ModelShapes, seed: int, n: int = 6) -> ModelOutput:
 
 LABELS = torch.tensor([0, 1, 2, 3, 4, 0])
 INDEX = torch.tensor([3, 1, 4, 0, 5, 9])
+LOGIT_TERMS = {"ce", "kd", "dkd", "wsld", "dist"}  # terms that only see the logits
 
 
 def test_registered_names_are_exactly_the_terms_of_the_recipes():
     terms = {name for weights in METHOD_WEIGHTS.values() for name in weights}
     assert set(available_methods()) == terms == {
-        "ce", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "icd"
+        "ce", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "icd", "dkd", "wsld", "dist"
     }
 
 
@@ -39,7 +40,7 @@ def test_registered_names_are_exactly_the_terms_of_the_recipes():
 def test_every_recipe_builds_and_sums_its_weighted_terms(recipe):
     weights = METHOD_WEIGHTS[recipe]
     torch.manual_seed(0)
-    objective = Objective(weights, STUDENT, TEACHER, num_data=10)
+    objective = Objective(weights, STUDENT, TEACHER, num_data=10, options=method_options(recipe))
     student, teacher = outputs(STUDENT, 1), outputs(TEACHER, 2)
     total, terms = objective(student, teacher, LABELS, INDEX)
     assert set(weights) <= set(terms)
@@ -50,7 +51,7 @@ def test_every_recipe_builds_and_sums_its_weighted_terms(recipe):
     total.backward()
     # every term reaches the student: the feature terms through its pooled features or feature maps
     reached = [t.grad is not None and bool(t.grad.abs().sum() > 0) for t in (student.pooled, *student.features)]
-    assert any(reached) == bool(set(weights) - {"ce", "kd"}), reached
+    assert any(reached) == bool(set(weights) - LOGIT_TERMS), reached
     assert bool(student.logits.grad.abs().sum() > 0)  # every recipe has cross-entropy
     assert all(not t.requires_grad for t in terms.values())  # logged terms are detached
 
@@ -101,7 +102,7 @@ def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown method 'icdd'.*ce.*icd"):
         build_method("icdd", STUDENT, TEACHER)
     with pytest.raises(ValueError, match="unknown method"):
-        Objective({"ce": 1.0, "dkd": 1.0}, STUDENT, TEACHER)
+        Objective({"ce": 1.0, "mlkd": 1.0}, STUDENT, TEACHER)
 
 
 def test_parameters_are_exposed_and_trained_by_one_optimizer():

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from icd_lib.losses.base import Distiller, register
 from icd_lib.losses.common import check_features, check_finite, require_outputs, require_teacher
+from icd_lib.losses.ls import standardize as z_score
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 
@@ -41,7 +42,8 @@ class KD(Distiller):
     """Hinton et al. (2015): T^2 * mean_i KL(softmax(t_i / T) || softmax(s_i / T)), logits (n, k).
 
     L_distill of eq. 13, with T = ``temperature`` = 4 as in the paper; the T^2 factor keeps the
-    gradient's size independent of T.
+    gradient's size independent of T. ``standardize=True`` z-scores both logit vectors first
+    (Sun et al., 2024; ``icd_lib.losses.ls``), T then being the paper's base temperature.
     """
 
     def __init__(
@@ -50,12 +52,14 @@ class KD(Distiller):
         teacher_shapes: ModelShapes | None,
         num_data: int | None = None,
         temperature: float = 4.0,
+        standardize: bool = False,
     ):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"kd: temperature must be > 0, got {temperature}")
         require_teacher("kd", teacher_shapes)
         self.temperature = float(temperature)
+        self.standardize = bool(standardize)
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
@@ -68,6 +72,9 @@ class KD(Distiller):
                 f"{tuple(teacher.logits.shape)}); both models must predict the same classes"
             )
         t = self.temperature
-        log_p_s = F.log_softmax(student.logits / t, dim=1)
-        log_p_t = F.log_softmax(teacher.logits / t, dim=1)
+        z_s, z_t = student.logits, teacher.logits
+        if self.standardize:
+            z_s, z_t = z_score(z_s), z_score(z_t)
+        log_p_s = F.log_softmax(z_s / t, dim=1)
+        log_p_t = F.log_softmax(z_t / t, dim=1)
         return {"kd": F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t}
