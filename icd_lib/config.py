@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 PROFILE_ENV = "ICD_PROFILE"
 DEFAULT_PROFILE = "book"
 
-# The paper's schedule: lr x0.1 after epochs 150, 180 and 210 of 240 (FACTS.md section 2).
+# The paper's schedule (RepDistiller's, Tian et al. 2020): lr x0.1 after epochs 150, 180, 210 of 240.
 PAPER_DECAY_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 
 

@@ -1,14 +1,14 @@
-"""``python -m icd_lib``: train teachers, distil students, evaluate checkpoints, run sweeps."""
+"""``python -m icd_lib``: train teachers, distil students, evaluate checkpoints, run sweeps and plans."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from icd_lib.config import METHOD_WEIGHTS, PROFILES
 from icd_lib.models import MODEL_NAMES
 from icd_lib.results import aggregate
-from icd_lib.train.checkpoint import CheckpointError
 
 DESCRIPTION = """\
 Train and distil the models of the ICD book (Invariant Consistency Distillation).
@@ -35,6 +35,14 @@ examples:
       test accuracy of a saved model (add --teacher-ckpt to compare its logits with a teacher's)
   python -m icd_lib sweep --profile book --method student kd icd icd+kd --seeds 0 1 2
       the comparison table: every method x seed, skipping runs already recorded
+  python -m icd_lib distill --profile book --method icd+kd --set icd.alpha=0.1 --set kd=0.5
+      change a term's option (icd.alpha) or a loss weight (kd) of the recipe
+  python -m icd_lib plan book --status
+      how far the book's experiments are: runs done / running / pending per group, time left
+  nohup python -m icd_lib plan book --run > plan.log 2>&1 &
+      fill the plan in the background (resumable; a second runner shares the work)
+  python -m icd_lib plan book --list | parallel -j 4
+      one command per pending run, for any scheduler (each runs with --index I)
   torchrun --nproc_per_node=2 -m icd_lib distill --profile paper --fast --distributed
       one run over 2 GPUs (data parallel; train-teacher takes --distributed too)
 
@@ -75,11 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute profile (default: $ICD_PROFILE, else book)")
     common.add_argument("--out", default=".", help="folder for checkpoints/ and results/ (default: .)")
     common.add_argument("--data-root", default=None, help="data folder (default: $ICD_DATA, else the repository's data/)")
-    common.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    common.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     training = argparse.ArgumentParser(add_help=False)
     training.add_argument("--epochs", type=positive_int, default=None, help="override the profile's number of epochs")
     training.add_argument("--fast", action="store_true", help="GPU fast path: data on the device, bf16 autocast, channels_last")
     training.add_argument("--quiet", action="store_true", help="no progress bars")
+    recipe = argparse.ArgumentParser(add_help=False)
+    recipe.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the recipe: a loss weight (kd=0.5) or a term's option (icd.alpha=0.1); repeatable")
     parallel = argparse.ArgumentParser(add_help=False)
     parallel.add_argument(
         "--distributed", action="store_true",
@@ -95,13 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
     teacher.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
 
-    distill = add("distill", "distil a student from a teacher with one method", [common, training, parallel])
+    distill = add("distill", "distil a student from a teacher with one method", [common, training, parallel, recipe])
     distill.add_argument("--method", choices=list(METHOD_WEIGHTS), default="icd+kd",
                          help="recipe of loss weights (default: icd+kd; 'student' = no distillation)")
     distill.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
     distill.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
-    distill.add_argument("--teacher-ckpt", default=None,
-                         help="teacher checkpoint (default: the profile's teacher under --out, trained if missing)")
     distill.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
 
     evaluate = add("evaluate", "test accuracy of a saved model", [common])
@@ -109,17 +120,49 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--student", type=model_name, default=None, help="its architecture (default: as recorded)")
     evaluate.add_argument("--teacher-ckpt", default=None, help="also report the class-mean logit difference to this teacher")
 
-    sweep = add("sweep", "run methods x seeds and print the comparison table", [common, training])
+    sweep = add("sweep", "run methods x seeds and print the comparison table", [common, training, recipe])
     sweep.add_argument("--method", nargs="+", choices=list(METHOD_WEIGHTS), default=["student", "kd", "icd", "icd+kd"],
                        help="methods to run (default: student kd icd icd+kd)")
     sweep.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="seeds (default: the profile's)")
     sweep.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
     sweep.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
+
+    plan = add("plan", "the book's experiments as a plan: --status, --run, --list or --index I",
+               [common, training])
+    plan.add_argument("name", help="plan name: book (the rendered book, CPU), paper (CIFAR-100, GPU) or smoke")
+    action = plan.add_mutually_exclusive_group(required=True)
+    action.add_argument("--status", action="store_true", help="runs done / running / pending per group and time left")
+    action.add_argument("--run", action="store_true", help="run every pending run (resumable, shares work with other runners)")
+    action.add_argument("--list", action="store_true", help="print one command per pending run")
+    action.add_argument("--index", type=non_negative_int, help="run the I-th run of the plan alone (what --list prints)")
+    plan.add_argument("--group", default=None, help="only this group of the plan (e.g. comparison-a)")
+    plan.add_argument("--workers", type=positive_int, default=None,
+                      help="runs at once (default: one single-threaded run per CPU core; 4 on a GPU)")
+    plan.add_argument("--no-worktree", action="store_true",
+                      help="run from this checkout instead of a worktree at the committed revision")
     return parser
 
 
+def device_name(text: str) -> str:
+    """An argparse ``type``: a torch device this machine has."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda or cuda:N")
+    return text
+
+
 def print_record(record, out: str) -> None:
-    from icd_lib.train.runs import record_path, results_dir
+    from icd_lib.results.records import record_path
+    from icd_lib.experiments.runs import results_dir
 
     print(
         f"{record.name}: best top-1 {record.best_top1:.2f}% (epoch {record.best_epoch}), last top-1 "
@@ -129,49 +172,112 @@ def print_record(record, out: str) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'method':<10} {'student':<10} {'teacher':<10} {'n':>2}  {'best top-1 (mean +- std)':>26}"]
+    """Last-epoch top-1 (the book's primary number), mean +- sample std over seeds."""
+    lines = [f"{'method':<10} {'student':<12} {'teacher':<10} {'n':>2}  {'last-epoch top-1 (mean +- std)':>31}"]
     for row in rows:
-        std = "" if row["n"] < 2 else f" +- {row['best_top1_std']:.2f}"
-        lines.append(f"{row['method']:<10} {row['student']:<10} {row['teacher'] or '-':<10} {row['n']:>2}  "
-                     f"{row['best_top1_mean']:>17.2f}{std:<9}")
+        std = "" if row["n"] < 2 else f" +- {row['last_top1_std']:.2f}"
+        lines.append(f"{row['method']:<10} {row['student']:<12} {row['teacher'] or '-':<10} {row['n']:>2}  "
+                     f"{row['last_top1_mean']:>22.2f}{std:<9}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from icd_lib.train import runs  # imported late: --help stays fast
-
     distributed = join_process_group(parser, args) if getattr(args, "distributed", False) else None
-    is_main = distributed is None or distributed.is_main
-    where = dict(out=args.out, data_root=args.data_root, device=args.device)
     try:
-        if args.command == "train-teacher":
-            record = runs.train_teacher(args.profile, args.seed, teacher=args.teacher, epochs=args.epochs, fast=args.fast,
-                                        progress=not args.quiet, distributed=distributed, **where)
-            if is_main:
-                print_record(record, args.out)
-        elif args.command == "distill":
-            record = runs.distill(args.profile, args.method, args.seed, args.teacher_ckpt, student=args.student,
-                                  teacher=args.teacher, epochs=args.epochs, fast=args.fast, progress=not args.quiet,
-                                  distributed=distributed, **where)
-            if is_main:
-                print_record(record, args.out)
-        elif args.command == "evaluate":
-            result = runs.evaluate(args.checkpoint, args.profile, args.student, args.teacher_ckpt,
-                                   data_root=args.data_root, device=args.device)
-            print("  ".join(f"{k}: {v:.4f}" if k == "logit_difference" else f"{k}: {v:.2f}%" for k, v in result.items()))
-        elif args.command == "sweep":
-            records = runs.sweep(args.profile, args.method, args.seeds, student=args.student, teacher=args.teacher,
-                                 epochs=args.epochs, fast=args.fast, progress=not args.quiet, **where)
-            print(format_table(aggregate(records)))
-    except (FileNotFoundError, CheckpointError) as err:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+        return run_command(args, distributed)
+    except Exception as err:  # noqa: BLE001: every expected failure becomes one line
+        if args.debug or not is_expected(err):
+            raise
+        code = 3 if type(err).__name__ == "RunBusy" else 2
+        parser.exit(code, f"{parser.prog} {args.command}: error: {err}\n")
     finally:
         if distributed is not None:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def is_expected(err: Exception) -> bool:
+    """Failures with a message written for the user (bad input, missing or corrupt files, no space)."""
+    from icd_lib.experiments.lock import RunBusy
+    from icd_lib.train.checkpoint import CheckpointError
+
+    return isinstance(err, (ValueError, OSError, CheckpointError, RunBusy, FloatingPointError, TypeError))
+
+
+def run_command(args: argparse.Namespace, distributed) -> int:
+    """Carry out one parsed command; return the exit code."""
+    from icd_lib.experiments import runs  # imported late: --help stays fast
+    from icd_lib.experiments.spec import make_spec, parse_assignments
+
+    is_main = distributed is None or distributed.is_main
+    where = dict(data_root=args.data_root, device=args.device)
+    training = dict(fast=getattr(args, "fast", False), progress=not getattr(args, "quiet", True))
+    profile = args.profile or default_profile()
+    if args.command in ("distill", "sweep"):
+        weights, options = parse_assignments(args.assignments)
+        recipe = dict(student=args.student, epochs=args.epochs, weights=weights, options=options)
+        if args.teacher is not None:
+            recipe["teacher"] = args.teacher
+    if args.command == "train-teacher":
+        spec = make_spec(profile, "teacher", student=args.teacher, seed=args.seed, epochs=args.epochs)
+        record = runs.execute(spec, args.out, distributed=distributed, **where, **training)
+        if is_main:
+            print_record(record, args.out)
+    elif args.command == "distill":
+        spec = make_spec(profile, args.method, seed=args.seed, **recipe)
+        record = runs.execute(spec, args.out, distributed=distributed, **where, **training)
+        if is_main:
+            print_record(record, args.out)
+    elif args.command == "evaluate":
+        result = runs.evaluate(args.checkpoint, profile, args.student, args.teacher_ckpt, **where)
+        print("  ".join(f"{k}: {v:.4f}" if k == "logit_difference" else f"{k}: {v:.2f}%" for k, v in result.items()))
+    elif args.command == "sweep":
+        seeds = args.seeds if args.seeds is not None else get_seeds(profile)
+        specs = [make_spec(profile, m, seed=s, **recipe) for m in args.method for s in seeds]
+        print(format_table(aggregate(runs.execute_all(specs, args.out, **where, **training))))
+    elif args.command == "plan":
+        return run_plan_command(args)
+    return 0
+
+
+def default_profile() -> str:
+    from icd_lib.config import get_profile
+
+    return get_profile().name  # $ICD_PROFILE, else book; an unknown name is a clear error
+
+
+def get_seeds(profile: str) -> tuple[int, ...]:
+    from icd_lib.config import get_profile
+
+    return get_profile(profile).seeds
+
+
+def run_plan_command(args: argparse.Namespace) -> int:
+    from icd_lib.experiments import runner
+    from icd_lib.experiments.plans import get_plan, plan_specs
+    from icd_lib.experiments.runs import execute
+
+    if args.status:
+        workers = args.workers or runner.default_workers(args.device)
+        print(runner.format_status(args.name, runner.plan_status(args.name, args.out, args.group), workers))
+    elif args.list:
+        print("\n".join(runner.list_commands(args.name, args.out, args.group)))
+    elif args.index is not None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # epochs into the run's log
+        specs = plan_specs(get_plan(args.name))
+        if args.index >= len(specs):
+            raise ValueError(f"plan {args.name} has {len(specs)} runs (indices 0 to {len(specs) - 1}), not {args.index}")
+        record = execute(specs[args.index], args.out, args.data_root, args.device, args.fast, not args.quiet)
+        print_record(record, args.out)
+    else:
+        failed = runner.run_plan(args.name, args.out, args.group, args.workers, args.device, args.fast,
+                                 use_worktree=not args.no_worktree, progress=not args.quiet)
+        if failed:
+            print(f"{len(failed)} run(s) failed: {', '.join(failed)}; their logs are under {args.out}/logs/")
+            return 1
     return 0
 
 

@@ -13,6 +13,7 @@ paper's eq. 13 with lambda = beta = 1.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
@@ -32,6 +33,14 @@ class Distiller(nn.Module):
     needs_index: ClassVar[bool] = False
     # True: built with ``train_labels=`` (the training set's labels, or None), e.g. CRD's negative sampling
     uses_train_labels: ClassVar[bool] = False
+
+    @classmethod
+    def accepted_options(cls) -> list[str]:
+        """The keyword options the method takes (``icd.alpha`` on the command line names ``alpha``)."""
+        standard = {"self", "student_shapes", "teacher_shapes", "num_data", "train_labels"}
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in parameters if p.kind in named and p.name not in standard]
 
     def set_progress(self, epoch: int, total_epochs: int) -> None:
         """Called by the trainer before each epoch (``epoch`` counts from 0); methods with a
@@ -70,6 +79,14 @@ def available_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def term_class(name: str) -> type:
+    """The class registered as loss term ``name`` (ValueError naming the valid ones otherwise)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
+
+
 def build_method(
     name: str,
     student_shapes: ModelShapes,
@@ -83,10 +100,7 @@ def build_method(
     ``num_data`` is the training set's size and ``train_labels`` its (num_data,) class labels in
     dataset-index order; methods that do not use them ignore them.
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
+    cls = term_class(name)
     if getattr(cls, "uses_train_labels", False):
         options["train_labels"] = train_labels
     return cls(student_shapes, teacher_shapes, num_data=num_data, **options)

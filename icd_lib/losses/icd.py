@@ -17,6 +17,7 @@ kept because the paper has it.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -147,6 +148,10 @@ class ICD(Distiller):
         super().__init__()
         teacher_shapes = require_teacher("icd", teacher_shapes)
         self.loss = ICDLoss(student_shapes.pooled_dim, teacher_shapes.pooled_dim, **options)
+
+    @classmethod
+    def accepted_options(cls) -> list[str]:
+        return [name for name in inspect.signature(ICDLoss).parameters if name not in ("s_dim", "t_dim")]
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
+METRIC_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5", "wall_time_s")
 
 
 @dataclass
@@ -60,6 +62,10 @@ class RunRecord:
     git_commit: str | None = None
     git_dirty: bool | None = None  # uncommitted changes in the library's source; None: not a git checkout
     created: str = ""
+    spec: dict | None = None  # the RunSpec's identity (icd_lib.experiments.spec); None in format 1
+    evaluation: dict | None = None  # the final evaluation (icd_lib.eval.final); None until measured
+    evaluated_commit: str | None = None  # the commit that measured ``evaluation``
+    segments: list = field(default_factory=list)  # one {"from_epoch", "git_commit", "git_dirty", "device"} per (re)start
     format: int = RECORD_FORMAT
 
     def to_dict(self) -> dict:
@@ -72,7 +78,30 @@ class RunRecord:
         missing = sorted(name for name in required if name not in data)
         if missing:
             raise ValueError(f"run record lacks fields {missing}; was it written by icd_lib?")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"record format {data.get('format')!r} is not one this icd_lib reads ({READABLE_FORMATS})")
+        for name in METRIC_FIELDS:
+            if not is_finite_number(data[name]):
+                raise ValueError(f"{name} must be a finite number, got {data[name]!r}")
+        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+            raise ValueError(f"seed must be an integer, got {data['seed']!r}")
+        if not isinstance(data["history"], list) or not data["history"]:
+            raise ValueError("history must be a non-empty list of epochs")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def experiment(self) -> tuple:
+        """What defines the experiment this run belongs to: everything but the seed.
+
+        From the spec where the record has one; format-1 records fall back to their configuration.
+        """
+        if self.spec is not None:
+            return tuple(sorted((k, repr(v)) for k, v in self.spec.items() if k != "seed"))
+        config = {k: v for k, v in self.config.items() if k not in ("seed", "run_name", "device", "num_workers")}
+        return (("legacy", self.role, self.profile, self.dataset, self.train_size, repr(sorted(config.items()))),)
+
+
+def is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def provenance() -> dict:
@@ -153,23 +182,29 @@ def load_records(results_dir: str | Path = "results", **filters) -> list[RunReco
 
 def aggregate(
     records: Iterable[RunRecord],
-    by: Sequence[str] = ("method", "student", "teacher"),
     metrics: Sequence[str] = ("best_top1", "last_top1"),
 ) -> list[dict]:
-    """Group ``records`` by the fields ``by`` and summarise ``metrics`` over the group (the seeds).
+    """Group ``records`` by experiment (everything that defines a run but its seed; see
+    ``RunRecord.experiment``) and summarise ``metrics`` over each group's seeds.
 
-    One dict per group, in order of first appearance: the ``by`` fields, ``n``, ``seeds``, and for
-    each metric ``<metric>_mean`` and ``<metric>_std`` (sample standard deviation, ddof=1; NaN
-    when n = 1).
+    One dict per group, in order of first appearance: ``name`` (of its first run), ``role``,
+    ``profile``, ``dataset``, ``method``, ``student``, ``teacher``, ``n``, ``seeds``, and for each
+    metric ``<metric>_mean`` and ``<metric>_std`` (sample standard deviation, ddof=1; NaN when
+    n = 1). Two records of one experiment with the same seed are a ValueError.
     """
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        groups.setdefault(tuple(getattr(record, k) for k in by), []).append(record)
+        groups.setdefault(record.experiment(), []).append(record)
     rows = []
-    for key, members in groups.items():
-        row = dict(zip(by, key))
+    for members in groups.values():
+        seeds = [r.seed for r in members]
+        if len(set(seeds)) != len(seeds):
+            names = ", ".join(r.name for r in members)
+            raise ValueError(f"runs {names} are one experiment with repeated seeds {sorted(seeds)}; remove the duplicates")
+        first = members[0]
+        row = {key: getattr(first, key) for key in ("name", "role", "profile", "dataset", "method", "student", "teacher")}
         row["n"] = len(members)
-        row["seeds"] = sorted(r.seed for r in members)
+        row["seeds"] = sorted(seeds)
         for metric in metrics:
             values = np.array([getattr(r, metric) for r in members], dtype=float)
             row[f"{metric}_mean"] = float(values.mean())

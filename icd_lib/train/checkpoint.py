@@ -2,9 +2,16 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
 ``torch.load(weights_only=True)`` can read it without running any pickled code.
+
+A run keeps two files. ``last.pt`` is the whole training state after the latest epoch, and it
+also holds the weights of the best epoch so far (``best_student``, ``best_epoch``).
+``best.pt`` is derived from it (the best epoch's weights, no optimizer state) and written after
+it, so a kill at any moment leaves ``last.pt`` either the old or the new state, never a mix,
+and ``sync_best_checkpoint`` rewrites a missing or stale ``best.pt`` from it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -15,6 +22,7 @@ import torch
 from torch import nn
 
 CHECKPOINT_FORMAT = 1
+REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
 
 
 class CheckpointError(RuntimeError):
@@ -31,10 +39,65 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary file
         torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space and rerun "
+                          "(the previous checkpoint there is intact, so the run resumes from it)") from err
         raise
     return path
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is 'no space left on device'; torch wraps it in a RuntimeError."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.pt.*.tmp`` files a killed write left in ``folder``; return them."""
+    stale = sorted(Path(folder).glob(".*.pt.*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def best_state(last: dict) -> dict:
+    """The ``best.pt`` that belongs to the ``last.pt`` dict ``last``: the best epoch's weights."""
+    keep = ("config", "history", "best_top1", "best_epoch", "run_info", "teacher_fingerprint")
+    return {
+        **{k: last[k] for k in keep if k in last},
+        "epoch": last["best_epoch"],
+        "student": last["best_student"],
+        "history": last["history"][: last["best_epoch"]],
+    }
+
+
+def sync_best_checkpoint(folder: str | Path) -> Path | None:
+    """Make ``best.pt`` in ``folder`` agree with ``last.pt`` (rewrite it when missing or stale).
+
+    Returns the path written, or None when nothing had to change (or there is no ``last.pt``, or it
+    predates ``best_student``: then a missing ``best.pt`` is rebuilt only when the last epoch was the best).
+    """
+    folder = Path(folder)
+    last_path, best_path = folder / "last.pt", folder / "best.pt"
+    if not last_path.is_file():
+        return None
+    last = load_checkpoint(last_path)
+    if "best_student" not in last:  # written before checkpoints carried the best weights
+        if best_path.is_file() or last["best_top1"] != last["history"][-1]["test_top1"]:
+            return None
+        last = {**last, "best_student": last["student"], "best_epoch": last["epoch"]}
+    if best_path.is_file():
+        try:
+            if load_checkpoint(best_path)["epoch"] == last["best_epoch"]:
+                return None
+        except CheckpointError:
+            pass  # a corrupt best.pt is rewritten
+    return save_checkpoint(best_state(last), best_path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -52,11 +115,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"cannot read checkpoint {path} ({type(err).__name__}: {err}); the file is corrupt or not an "
             "icd_lib checkpoint; delete it and rerun the training (it restarts from scratch)"
         ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "student" not in state:
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not an icd_lib checkpoint (format {CHECKPOINT_FORMAT}); delete it and rerun the training"
         )
+    require_keys(state, REQUIRED_KEYS, path)
     return state
+
+
+def require_keys(state: dict, keys: tuple[str, ...], path: str | Path) -> None:
+    """``CheckpointError`` unless ``state`` (from ``path``) holds every key in ``keys``."""
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}: it is incomplete or damaged; delete it and rerun the training"
+        )
 
 
 def load_state(module: nn.Module, state_dict: dict, path: str | Path, what: str) -> None:

@@ -44,12 +44,16 @@ from icd_lib.models import probe_shapes
 from icd_lib.results.records import RunRecord, portable_path, provenance, save_record
 from icd_lib.train.checkpoint import (
     CheckpointError,
+    best_state,
     capture_rng_state,
     check_same_config,
     load_checkpoint,
     load_state,
+    remove_stale_temporaries,
+    require_keys,
     restore_rng_state,
     save_checkpoint,
+    sync_best_checkpoint,
 )
 from icd_lib.train.distributed import DistributedContext, per_process_batch_size, wrap_for_ddp
 from icd_lib.train.fast import (
@@ -65,7 +69,7 @@ from icd_lib.utils import device_description, get_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-# Models trained with lr 0.01 instead of 0.05 in the paper's recipe (FACTS.md section 2).
+# Models trained with lr 0.01 instead of 0.05 in the paper's recipe (RepDistiller, train_student.py).
 LOW_LR_MODELS = frozenset({"mobilenetv2", "shufflev1", "shufflev2"})
 # Configuration fields that may change between a run and its resumption.
 RESUMABLE_DIFFERENCES = frozenset({"device", "num_workers"})
@@ -78,7 +82,7 @@ def default_lr(model_name: str, base_lr: float = 0.05) -> float:
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run. Defaults are the paper's CIFAR-100 recipe (FACTS.md section 2).
+    """Everything that decides a run. Defaults are the paper's CIFAR-100 recipe (RepDistiller's).
 
     ``weights`` default to ``METHOD_WEIGHTS[method]``; ``milestones`` default to the paper's
     150/180/210 of 240 scaled to ``epochs``. Both are filled in at construction, so the saved
@@ -267,7 +271,248 @@ def evaluate_test_set(student: nn.Module, test_loader: Iterable, distributed: Di
     return result[0]
 
 
-RUN_INFO_KEYS = frozenset({"role", "profile", "dataset", "train_size", "test_size", "teacher_checkpoint", "teacher_top1"})
+RUN_INFO_KEYS = frozenset(
+    {"role", "profile", "dataset", "train_size", "test_size", "teacher_checkpoint", "teacher_top1", "spec"}
+)
+RESUME_KEYS = ("objective", "optimizer", "scheduler", "rng", "best_top1", "elapsed_s", "teacher_fingerprint")
+
+
+@dataclass
+class Run:
+    """What one call of ``train`` works with, built once by ``prepare_run``."""
+
+    config: TrainConfig
+    device: torch.device
+    distributed: DistributedContext | None
+    settings: FastSettings
+    student: nn.Module
+    teacher: nn.Module | None
+    objective: Objective
+    forwards: tuple  # (student, teacher, objective) as each step calls them; see ``step_modules``
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: Iterable
+    test_loader: Iterable
+
+    @property
+    def is_main(self) -> bool:
+        return self.distributed is None or self.distributed.is_main
+
+
+@dataclass
+class Progress:
+    """Where training stands: what ``last.pt`` saves and a resumed run restores."""
+
+    history: list[dict] = field(default_factory=list)
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    best_student: dict | None = None
+    elapsed_before: float = 0.0  # seconds in earlier segments of a resumed run
+    segments: list[dict] = field(default_factory=list)
+
+
+def run_device(config: TrainConfig, distributed: DistributedContext | None) -> torch.device:
+    if distributed is None:
+        return get_device(config.device)
+    if config.device is not None and torch.device(config.device).type != distributed.device.type:
+        raise ValueError(
+            f"config.device={config.device!r}, but this data-parallel process runs on {distributed.device}; "
+            "leave config.device None (each process uses the device init_distributed chose)"
+        )
+    return distributed.device
+
+
+def prepare_run(config: TrainConfig, student: nn.Module, train_data, test_data, teacher: nn.Module | None,
+                distributed: DistributedContext | None) -> Run:
+    """Device, loaders, the objective built from the models' shapes, the step modules, optimizer, schedule."""
+    device = run_device(config, distributed)
+    settings = fast_settings(config, device)
+    for note in settings.notes:
+        log.info(note)
+    seed_everything(config.seed)
+    if distributed is None:
+        train_loader = as_loader(train_data, config, train=True)
+    else:
+        train_loader = distributed_train_loader(train_data, config, distributed, device)
+    test_loader = as_loader(test_data, config, train=False)
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    example = test_data[0][0] if isinstance(test_data, Dataset) else next(iter(test_loader))[0][0]
+    input_shape = tuple(example.shape)
+    objective = Objective(
+        config.weights, probe_shapes(student, input_shape),
+        probe_shapes(teacher, input_shape) if teacher is not None else None,
+        num_examples(train_data), config.method_options, train_labels=training_labels(train_data),
+    ).to(device)
+    if objective.needs_teacher and teacher is None:
+        raise ValueError(f"the weights {config.weights} distil from a teacher: pass teacher=<a trained model>")
+    if not objective.needs_teacher:
+        teacher = None
+    optimizer = torch.optim.SGD(
+        [*student.parameters(), *objective.parameters()],
+        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.lr_decay_rate)
+    forwards = step_modules(student, teacher, objective, settings, distributed)
+    return Run(config, device, distributed, settings, student, teacher, objective, forwards, optimizer, scheduler,
+               train_loader, test_loader)
+
+
+def resume(run: Run, last_path: Path) -> Progress:
+    """Restore ``run`` from ``last_path`` (same configuration and teacher, else ``CheckpointError``)."""
+    state = load_checkpoint(last_path)
+    require_keys(state, RESUME_KEYS, last_path)
+    check_same_config(state["config"], run.config.to_dict(), last_path, ignore=RESUMABLE_DIFFERENCES)
+    if state["teacher_fingerprint"] != fingerprint(run.teacher):
+        raise CheckpointError(
+            f"checkpoint {last_path} was trained with a different teacher (weights differ); resume with "
+            "the same teacher checkpoint, or choose another output folder to start a new run"
+        )
+    for module, key in ((run.student, "student"), (run.objective, "objective"), (run.optimizer, "optimizer"),
+                        (run.scheduler, "scheduler")):
+        load_state(module, state[key], last_path, key)
+    restore_rng_state(state["rng"])
+    best_epoch = state.get("best_epoch") or max(state["history"], key=lambda e: e["test_top1"])["epoch"]
+    log.info("resumed %s from %s after epoch %d", run.config.run_name, last_path, len(state["history"]))
+    return Progress(state["history"], state["best_top1"], best_epoch, state.get("best_student"),
+                    state["elapsed_s"], state.get("segments", []))
+
+
+def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
+    """One pass over the training data: ``{"lr", "train_loss", "terms"}`` (means; global under DDP)."""
+    student_forward, teacher_forward, objective_forward = run.forwards
+    device = run.device
+    if hasattr(run.train_loader, "set_epoch"):
+        run.train_loader.set_epoch(epoch)
+    run.objective.set_progress(epoch, run.config.epochs)
+    lr = run.optimizer.param_groups[0]["lr"]
+    loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
+    run.student.train()
+    run.objective.train()
+    # iter() exactly once per epoch: given the loader itself, tqdm.auto's bar calls iter() on it
+    # twice, which makes an EpochLoader skip to the next epoch's order (and start its workers twice)
+    batches = tqdm(
+        iter(run.train_loader),
+        total=len(run.train_loader) if hasattr(run.train_loader, "__len__") else None,
+        desc=f"{run.config.run_name} epoch {epoch + 1}/{run.config.epochs}",
+        disable=not (progress and run.is_main), leave=False, unit="batch",
+    )
+    for batch in batches:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        index = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
+        with autocast(device, run.settings.amp):
+            teacher_out = None
+            if teacher_forward is not None:
+                with torch.no_grad():
+                    teacher_out = float32_outputs(teacher_forward(x, with_features=True))
+            student_out = float32_outputs(student_forward(x, with_features=True))
+        loss, terms = objective_forward(student_out, teacher_out, y, index)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        n = y.shape[0]
+        loss_sum += loss.detach() * n
+        for name, value in terms.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value * n
+        seen += n
+    run.scheduler.step()
+    if seen == 0:
+        raise ValueError("the training data yielded no batches; is the training set empty?")
+    totals = torch.stack([loss_sum, *term_sums.values(), loss_sum.new_tensor(seen)])
+    if run.distributed is not None:
+        dist.all_reduce(totals)  # sums over the processes: the global batches' sums and count
+    values = totals[:-1].div(totals[-1]).tolist()  # one host sync
+    if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(
+            f"{run.config.run_name}: the training loss is not finite in epoch {epoch + 1}; lower the learning "
+            f"rate (now {lr}) or the loss weights {run.config.weights}"
+        )
+    return {"lr": lr, "train_loss": values[0], "terms": dict(zip(term_sums, values[1:]))}
+
+
+def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_info: dict) -> None:
+    """Write ``last.pt`` (with the best epoch's weights), then ``best.pt`` derived from it."""
+    last = {
+        "config": run.config.to_dict(),
+        "epoch": len(state.history),
+        "student": run.student.state_dict(),
+        "objective": run.objective.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": capture_rng_state(),
+        "history": state.history,
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "best_student": state.best_student,
+        "elapsed_s": elapsed,
+        "teacher_fingerprint": fingerprint(run.teacher),
+        "segments": state.segments,
+        "run_info": run_info,
+    }
+    save_checkpoint(last, last_path)
+    save_checkpoint(best_state(last), last_path.with_name("best.pt"))
+
+
+def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: float) -> dict:
+    """Evaluate on the test set and add the epoch to ``state`` (the best weights too, if it is the best)."""
+    test = evaluate_test_set(run.student, run.test_loader, run.distributed)
+    entry = {
+        "epoch": epoch + 1,
+        **trained,
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "epoch_time_s": time.perf_counter() - started,
+    }
+    state.history.append(entry)
+    if entry["test_top1"] > state.best_top1:  # the first of equal maxima stays the best
+        state.best_top1, state.best_epoch = entry["test_top1"], epoch + 1
+        state.best_student = {k: v.detach().clone() for k, v in run.student.state_dict().items()}
+    return entry
+
+
+def log_epoch(run: Run, entry: dict, progress: bool) -> None:
+    if not run.is_main:
+        return
+    summary = f"loss {entry['train_loss']:.4f}  top1 {entry['test_top1']:.2f}  top5 {entry['test_top5']:.2f}"
+    name, epochs = run.config.run_name, run.config.epochs
+    log.info("%s epoch %d/%d: %s  lr %.4g  %.1fs", name, entry["epoch"], epochs, summary, entry["lr"], entry["epoch_time_s"])
+    if progress:
+        tqdm.write(f"{name} epoch {entry['epoch']}/{epochs}: {summary}  ({entry['epoch_time_s']:.1f}s)")
+
+
+def segment_info(run: Run, from_epoch: int) -> dict:
+    """Who trains this segment of the run: the epoch it starts from, the code's commit, the device."""
+    info = provenance()
+    return {"from_epoch": from_epoch, "git_commit": info["git_commit"], "git_dirty": info["git_dirty"],
+            "device": run_device_description(run), "created": info["created"]}
+
+
+def run_device_description(run: Run) -> str:
+    description = device_description(run.device)
+    return description if run.distributed is None else f"{run.distributed.world_size} x {description}"
+
+
+def make_record(run: Run, state: Progress, run_info: dict, wall_time: float, train_data, test_data,
+                out_dir: Path | None, results_dir: str | Path | None) -> RunRecord:
+    config = run.config
+    best = state.history[state.best_epoch - 1]
+    last = state.history[-1]
+    info = dict(run_info)
+    if out_dir is None:
+        checkpoint_dir = None
+    else:
+        checkpoint_dir = portable_path(out_dir, results_dir) if results_dir is not None else str(out_dir)
+    return RunRecord(
+        name=config.run_name, role=info.pop("role", "student"), method=config.method, student=config.student,
+        teacher=config.teacher, seed=config.seed, config=config.to_dict(), history=state.history,
+        best_top1=best["test_top1"], best_top5=best["test_top5"], best_epoch=best["epoch"],
+        last_top1=last["test_top1"], last_top5=last["test_top5"], wall_time_s=wall_time,
+        device=run_device_description(run),
+        train_size=info.pop("train_size", num_examples(train_data)),
+        test_size=info.pop("test_size", num_examples(test_data)),
+        checkpoint_dir=checkpoint_dir, segments=state.segments, **info, **provenance(),
+    )
 
 
 def train(
@@ -281,7 +526,7 @@ def train(
     results_dir: str | Path | None = None,
     run_info: dict | None = None,
     progress: bool = True,
-    resume: bool = True,
+    resume_from_last: bool = True,
     on_epoch_end: Callable[[dict], None] | None = None,
     distributed: DistributedContext | None = None,
 ) -> RunRecord:
@@ -289,11 +534,11 @@ def train(
 
     train_data / test_data: a ``Dataset`` of (x, y, index) or (x, y) items, or a loader yielding
         such batches (for example ``fast.GPUResidentLoader``, already on the device).
-    out_dir:     folder for ``last.pt`` and ``best.pt``; with ``resume`` a ``last.pt`` there is
-                 resumed (a different configuration is a ``CheckpointError``). None: no checkpoints.
+    out_dir:     folder for ``last.pt`` and ``best.pt``; with ``resume_from_last`` a ``last.pt`` there
+                 is resumed (a different configuration is a ``CheckpointError``). None: no checkpoints.
     results_dir: where the JSON record goes (None: not written).
     run_info:    record fields the loop cannot know: ``role`` ("teacher"/"student"), ``profile``,
-                 ``dataset``, ``train_size``, ``test_size``, ``teacher_checkpoint``, ``teacher_top1``.
+                 ``dataset``, ``train_size``, ``test_size``, ``teacher_checkpoint``, ``teacher_top1``, ``spec``.
     on_epoch_end: called with each epoch's metrics after its checkpoint is written (in every process).
     distributed: this process's place in a data-parallel job (``init_distributed()``; see the
                  module docstring). ``train_data`` is then an ``ImageDataset`` or this process's
@@ -303,178 +548,30 @@ def train(
     unknown = set(run_info) - RUN_INFO_KEYS
     if unknown:
         raise TypeError(f"unknown run_info keys {sorted(unknown)}; valid keys: {sorted(RUN_INFO_KEYS)}")
-    if distributed is None:
-        device = get_device(config.device)
-    elif config.device is not None and torch.device(config.device).type != distributed.device.type:
-        raise ValueError(
-            f"config.device={config.device!r}, but this data-parallel process runs on {distributed.device}; "
-            "leave config.device None (each process uses the device init_distributed chose)"
-        )
-    else:
-        device = distributed.device
-    is_main = distributed is None or distributed.is_main
-    settings = fast_settings(config, device)
-    for note in settings.notes:
-        log.info(note)
-
-    seed_everything(config.seed)
-    if distributed is None:
-        train_loader = as_loader(train_data, config, train=True)
-    else:
-        train_loader = distributed_train_loader(train_data, config, distributed, device)
-    test_loader = as_loader(test_data, config, train=False)
-    student.to(device)
-    if teacher is not None:
-        teacher.to(device)
-    example = test_data[0][0] if isinstance(test_data, Dataset) else next(iter(test_loader))[0][0]
-    input_shape = tuple(example.shape)
-    student_shapes = probe_shapes(student, input_shape)
-    teacher_shapes = probe_shapes(teacher, input_shape) if teacher is not None else None
-    objective = Objective(
-        config.weights, student_shapes, teacher_shapes, num_examples(train_data), config.method_options,
-        train_labels=training_labels(train_data),
-    ).to(device)
-    if objective.needs_teacher and teacher is None:
-        raise ValueError(f"the weights {config.weights} distil from a teacher: pass teacher=<a trained model>")
-    if not objective.needs_teacher:
-        teacher = None
-    student_forward, teacher_forward, objective_forward = step_modules(student, teacher, objective, settings, distributed)
-    optimizer = torch.optim.SGD(
-        [*student.parameters(), *objective.parameters()],
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.lr_decay_rate)
-
-    history: list[dict] = []
-    best_top1, elapsed_before = -1.0, 0.0
+    run = prepare_run(config, student, train_data, test_data, teacher, distributed)
     last_path = Path(out_dir) / "last.pt" if out_dir is not None else None
-    if resume and last_path is not None and last_path.exists():
-        state = load_checkpoint(last_path)
-        check_same_config(state["config"], config.to_dict(), last_path, ignore=RESUMABLE_DIFFERENCES)
-        if state["teacher_fingerprint"] != fingerprint(teacher):
-            raise CheckpointError(
-                f"checkpoint {last_path} was trained with a different teacher (weights differ); resume with "
-                "the same teacher checkpoint, or choose another output folder to start a new run"
-            )
-        for module, key in ((student, "student"), (objective, "objective"), (optimizer, "optimizer"), (scheduler, "scheduler")):
-            load_state(module, state[key], last_path, key)
-        history, best_top1, elapsed_before = state["history"], state["best_top1"], state["elapsed_s"]
-        restore_rng_state(state["rng"])
-        log.info("resumed %s from %s after epoch %d", config.run_name, last_path, len(history))
-
+    if last_path is not None and run.is_main:
+        remove_stale_temporaries(last_path.parent)
+    state = Progress()
+    if resume_from_last and last_path is not None and last_path.exists():
+        state = resume(run, last_path)
+    if len(state.history) < config.epochs:
+        state.segments.append(segment_info(run, len(state.history)))
     segment_start = time.perf_counter()
-    for epoch in range(len(history), config.epochs):
-        epoch_start = time.perf_counter()
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
-        student.train()
-        objective.train()
-        # iter() exactly once per epoch: given the loader itself, tqdm.auto's bar calls iter() on it
-        # twice, which makes an EpochLoader skip to the next epoch's order (and start its workers twice)
-        batches = tqdm(
-            iter(train_loader),
-            total=len(train_loader) if hasattr(train_loader, "__len__") else None,
-            desc=f"{config.run_name} epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and is_main),
-            leave=False,
-            unit="batch",
-        )
-        for batch in batches:
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            index = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
-            with autocast(device, settings.amp):
-                teacher_out = None
-                if teacher_forward is not None:
-                    with torch.no_grad():
-                        teacher_out = float32_outputs(teacher_forward(x, with_features=True))
-                student_out = float32_outputs(student_forward(x, with_features=True))
-            loss, terms = objective_forward(student_out, teacher_out, y, index)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n = y.shape[0]
-            loss_sum += loss.detach() * n
-            for name, value in terms.items():
-                term_sums[name] = term_sums.get(name, 0.0) + value * n
-            seen += n
-        scheduler.step()
-        if seen == 0:
-            raise ValueError("the training data yielded no batches; is the training set empty?")
-        totals = torch.stack([loss_sum, *term_sums.values(), loss_sum.new_tensor(seen)])
-        if distributed is not None:
-            dist.all_reduce(totals)  # sums over the processes: the global batches' sums and count
-        train_values = totals[:-1].div(totals[-1]).tolist()  # one host sync
-        if not all(math.isfinite(v) for v in train_values):
-            raise FloatingPointError(
-                f"{config.run_name}: the training loss is not finite in epoch {epoch + 1}; "
-                f"lower the learning rate (now {lr}) or the loss weights {config.weights}"
-            )
-        test = evaluate_test_set(student, test_loader, distributed)
-        entry = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": train_values[0],
-            "terms": dict(zip(term_sums, train_values[1:])),
-            "test_top1": test["top1"],
-            "test_top5": test["top5"],
-            "epoch_time_s": time.perf_counter() - epoch_start,
-        }
-        history.append(entry)
-        is_best = entry["test_top1"] > best_top1
-        best_top1 = max(best_top1, entry["test_top1"])
-        if last_path is not None and is_main:
-            state = {
-                "config": config.to_dict(),
-                "epoch": epoch + 1,
-                "student": student.state_dict(),
-                "objective": objective.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": capture_rng_state(),
-                "history": history,
-                "best_top1": best_top1,
-                "elapsed_s": elapsed_before + time.perf_counter() - segment_start,
-                "teacher_fingerprint": fingerprint(teacher),
-            }
-            save_checkpoint(state, last_path)
-            if is_best:
-                save_checkpoint(state, last_path.with_name("best.pt"))
-        summary = f"loss {entry['train_loss']:.4f}  top1 {entry['test_top1']:.2f}  top5 {entry['test_top5']:.2f}"
-        if is_main:
-            log.info("%s epoch %d/%d: %s  lr %.4g  %.1fs", config.run_name, epoch + 1, config.epochs, summary, lr, entry["epoch_time_s"])
-        if progress and is_main:
-            tqdm.write(f"{config.run_name} epoch {epoch + 1}/{config.epochs}: {summary}  ({entry['epoch_time_s']:.1f}s)")
+    for epoch in range(len(state.history), config.epochs):
+        started = time.perf_counter()
+        entry = end_epoch(run, state, epoch, train_one_epoch(run, epoch, progress), started)
+        if last_path is not None and run.is_main:
+            save_epoch(run, state, last_path, state.elapsed_before + time.perf_counter() - segment_start, run_info)
+        log_epoch(run, entry, progress)
         if on_epoch_end is not None:
             on_epoch_end(entry)
-
-    best = max(history, key=lambda e: e["test_top1"])  # first of equal maxima, as best.pt
-    record = RunRecord(
-        name=config.run_name,
-        role=run_info.pop("role", "student"),
-        method=config.method,
-        student=config.student,
-        teacher=config.teacher,
-        seed=config.seed,
-        config=config.to_dict(),
-        history=history,
-        best_top1=best["test_top1"],
-        best_top5=best["test_top5"],
-        best_epoch=best["epoch"],
-        last_top1=history[-1]["test_top1"],
-        last_top5=history[-1]["test_top5"],
-        wall_time_s=elapsed_before + time.perf_counter() - segment_start,
-        device=device_description(device) if distributed is None else f"{distributed.world_size} x {device_description(device)}",
-        train_size=run_info.pop("train_size", num_examples(train_data)),
-        test_size=run_info.pop("test_size", num_examples(test_data)),
-        checkpoint_dir=None if out_dir is None else portable_path(out_dir, results_dir) if results_dir is not None else str(out_dir),
-        **run_info,
-        **provenance(),
-    )
-    if results_dir is not None and is_main:
+    if last_path is not None and run.is_main:
+        sync_best_checkpoint(last_path.parent)
+    wall_time = state.elapsed_before + time.perf_counter() - segment_start
+    record = make_record(run, state, run_info, wall_time, train_data, test_data,
+                         None if out_dir is None else Path(out_dir), results_dir)
+    if results_dir is not None and run.is_main:
         save_record(record, results_dir)
     if distributed is not None:
         dist.barrier()  # no process returns (and, say, loads best.pt) before rank 0 has written everything

@@ -1,0 +1,78 @@
+"""One process per run: an exclusive lock on the run's checkpoint folder.
+
+The lock is ``fcntl.flock`` on ``<checkpoint folder>/.lock``: the operating system releases it
+when the process ends, however it ends (SIGKILL included), so a killed run never leaves a stale
+lock behind. The file holds the owner's pid, host and start time, for the message a second
+process gets.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+class RunBusy(RuntimeError):
+    """Another process holds the run's lock."""
+
+
+class RunLock:
+    """``with RunLock(folder):`` holds the lock of the run whose checkpoints live in ``folder``.
+
+    ``wait``: block until the lock is free (printing nothing); otherwise raise ``RunBusy`` at once.
+    """
+
+    def __init__(self, folder: str | Path, wait: bool = False) -> None:
+        self.path = Path(folder) / ".lock"
+        self.wait = wait
+        self._file = None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except PermissionError:
+            raise PermissionError(
+                f"cannot write to {self.path.parent}: the output folder is read-only for this user; "
+                "choose a writable --out"
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except OSError as err:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunBusy(f"{self.path.parent.name} is being trained by {owner}; wait for it to finish or stop it") from None
+            raise
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def is_locked(folder: str | Path) -> bool:
+    """Whether some process holds the lock of the run in ``folder`` right now."""
+    path = Path(folder) / ".lock"
+    if not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+

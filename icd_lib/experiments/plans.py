@@ -1,0 +1,144 @@
+"""The book's experiments as data: named plans of ``RunSpec`` groups, one group per chapter's need.
+
+``python -m icd_lib plan book --status`` shows how far a plan is; ``--run`` fills it (see
+``icd_lib.experiments.runner``). A group lists the runs a chapter reads; the teachers they
+distil from are added ahead of them (``plan_specs``). A new baseline joins a comparison by
+adding its recipe name to the tuple below.
+
+- ``book``: Fashion-MNIST (and the content/style data) on a CPU, what the rendered book shows.
+- ``paper``: the paper's CIFAR-100 pairs (Tables 1-2) and ablations (Fig. 2), for a GPU.
+- ``smoke``: a few tiny runs, which the test suite and the chapters in CI read.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from icd_lib.config import get_profile
+from icd_lib.experiments.spec import RunSpec, SpecError, make_spec
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs one chapter reads: ``name`` (for ``--group``), the ``chapter``, and the specs."""
+
+    name: str
+    chapter: str
+    specs: tuple[RunSpec, ...]
+
+
+# The comparison of paper Tables 1-2, as recipes of icd_lib.config.METHOD_WEIGHTS.
+COMPARISON_A = ("student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst",
+                "crd", "crd+kd", "icd", "icd+kd")
+COMPARISON_B = ("student", "kd", "crd", "crd+kd", "icd", "icd+kd")
+# CC at RepDistiller's weight 0.02 is a plain student here: its term is about 0.005, so the
+# weighted term is 1e-4 of the cross-entropy. The book also shows it at 100x that weight.
+CC_SCALED = {"cc": 2.0}
+# Paper Fig. 2 on the book's pair, around the default alpha = 0.5, beta = 1, lambda = 1 (the
+# icd+kd run of the comparison, shared): alpha weighs the invariance term inside L_icd (eq. 8),
+# beta the ICD loss and lambda the KD loss in the total (eq. 13).
+ABLATION_ALPHA = (0.0, 0.1, 1.0, 2.0, 5.0)
+ABLATION_BETA = (0.1, 0.5, 5.0, 10.0, 100.0)
+ABLATION_LAMBDA = (0.1, 0.5, 5.0, 10.0)
+INVARIANCE_METHODS = ("student", "kd", "icd", "icd+kd")
+
+
+def seeded(specs: Iterable[RunSpec], seeds: Iterable[int]) -> tuple[RunSpec, ...]:
+    """Every spec under every seed, seed-major within each spec."""
+    seeds = tuple(seeds)
+    return tuple(spec.with_seed(seed) for spec in specs for seed in seeds)
+
+
+def comparison(profile: str, methods: Iterable[str], **fields) -> list[RunSpec]:
+    return [make_spec(profile, method, **fields) for method in methods]
+
+
+def ablations(profile: str, **fields) -> list[RunSpec]:
+    """ICD+KD with one of alpha, beta, lambda moved off its default (paper Fig. 2)."""
+    def icd_kd(**changes) -> RunSpec:
+        return make_spec(profile, "icd+kd", **fields, **changes)
+
+    return ([icd_kd(options={"icd.alpha": a}) for a in ABLATION_ALPHA]
+            + [icd_kd(weights={"icd": b}) for b in ABLATION_BETA]
+            + [icd_kd(weights={"kd": lam}) for lam in ABLATION_LAMBDA])
+
+
+def book_plan() -> list[Group]:
+    seeds = get_profile("book").seeds
+    content_style = {"dataset": "content_style"}
+    return [
+        Group("comparison-a", "comparing_methods", seeded(
+            comparison("book", COMPARISON_A) + [make_spec("book", "cc", weights=CC_SCALED)], seeds)),
+        Group("ablations", "ablations", seeded(ablations("book"), seeds)),
+        Group("invariance", "invariance", seeded(
+            comparison("book", INVARIANCE_METHODS, style_mode="spurious", **content_style), seeds)),
+        Group("causal", "causal_view", seeded(comparison("book", ("student", "icd+kd"), **content_style), (0,))),
+        Group("comparison-b", "comparing_methods", seeded(
+            comparison("book", COMPARISON_B, student="mobilenetv2"), seeds)),
+    ]
+
+
+# Paper Tables 1 and 2: (teacher, student) pairs on CIFAR-100.
+PAPER_PAIRS_SAME = (("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
+                    ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+                    ("vgg13", "vgg8"))
+PAPER_PAIRS_CROSS = (("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("resnet50", "vgg8"),
+                     ("resnet32x4", "shufflev1"), ("resnet32x4", "shufflev2"), ("wrn_40_2", "shufflev1"))
+
+
+def paper_pairs(pairs, methods) -> list[RunSpec]:
+    return [make_spec("paper", method, student=student, **({} if method == "student" else {"teacher": teacher}))
+            for teacher, student in pairs for method in methods]
+
+
+def paper_plan() -> list[Group]:
+    seeds = get_profile("paper").seeds
+    return [
+        Group("table-1", "comparing_methods", seeded(paper_pairs(PAPER_PAIRS_SAME, COMPARISON_B), seeds)),
+        Group("ablations", "ablations", seeded(ablations("paper"), seeds)),
+        Group("table-2", "comparing_methods", seeded(paper_pairs(PAPER_PAIRS_CROSS, COMPARISON_B), seeds)),
+    ]
+
+
+def smoke_plan() -> list[Group]:
+    content_style = {"dataset": "content_style"}
+    return [
+        Group("comparison-a", "comparing_methods", seeded(comparison("smoke", ("student", "kd", "icd+kd")), (0,))),
+        Group("invariance", "invariance", seeded(
+            comparison("smoke", ("student", "icd+kd"), style_mode="spurious", **content_style), (0,))),
+    ]
+
+
+PLANS = {"book": book_plan, "paper": paper_plan, "smoke": smoke_plan}
+
+
+def get_plan(name: str) -> list[Group]:
+    try:
+        return PLANS[name]()
+    except KeyError:
+        raise SpecError(f"unknown plan {name!r}; valid plans: {', '.join(PLANS)}") from None
+
+
+def plan_specs(groups: list[Group], group: str | None = None) -> list[RunSpec]:
+    """The runs of ``groups`` (or of the one called ``group``), each once, every teacher ahead of
+    the runs that need it. The order is the order of execution; ``--index`` counts in it."""
+    if group is not None:
+        chosen = [g for g in groups if g.name == group]
+        if not chosen:
+            raise SpecError(f"unknown group {group!r}; this plan's groups: {', '.join(g.name for g in groups)}")
+        groups = chosen
+    ordered: dict[str, RunSpec] = {}
+    for g in groups:
+        for spec in g.specs:
+            teacher = spec.teacher_spec()
+            if teacher is not None:
+                ordered.setdefault(teacher.name, teacher)
+    for g in groups:
+        for spec in g.specs:
+            ordered.setdefault(spec.name, spec)
+    return list(ordered.values())
+
+
+def group_of(groups: list[Group], spec: RunSpec) -> str:
+    """The first group that lists ``spec`` (``teachers`` for a teacher added by ``plan_specs``)."""
+    return next((g.name for g in groups if spec in g.specs), "teachers")

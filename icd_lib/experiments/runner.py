@@ -1,0 +1,227 @@
+"""Filling a plan: status, a scheduler of worker processes, and one run by index.
+
+``run_plan`` starts one process per run (``python -m icd_lib plan NAME --index I``), at most
+``workers`` at a time, from a git worktree at the committed revision (so editing the code while
+a plan runs never changes a run in flight, and every record names the commit that trained it).
+Each process takes its run's lock (``icd_lib.experiments.lock``): two runners on one plan share
+the work, and a run is never trained twice at once. Complete runs are skipped, interrupted ones
+resume from ``last.pt``, and a student starts only once its teacher is complete. Killing the
+runner (even with SIGKILL) loses no finished record: records are written atomically at the end
+of each run, and the next ``--run`` continues where this one stopped.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from icd_lib.experiments.lock import is_locked
+from icd_lib.experiments.plans import get_plan, group_of, plan_specs
+from icd_lib.experiments.runs import checkpoint_dir, is_complete, spec_record_path
+from icd_lib.experiments.spec import RunSpec
+from icd_lib.results.records import load_record
+
+EXIT_BUSY = 3  # a worker whose run another process holds
+POLL_S = 2.0
+
+
+def run_state(spec: RunSpec, out: str | Path) -> str:
+    """``done``, ``running`` (some process holds its lock) or ``pending``."""
+    if is_complete(spec, out):
+        return "done"
+    return "running" if is_locked(checkpoint_dir(out, spec)) else "pending"
+
+
+@dataclass
+class GroupStatus:
+    name: str
+    done: int
+    running: int
+    pending: int
+    seconds_per_run: float | None  # mean wall time of its complete runs
+
+    @property
+    def total(self) -> int:
+        return self.done + self.running + self.pending
+
+
+def plan_status(plan: str, out: str | Path = ".", group: str | None = None) -> list[GroupStatus]:
+    """One ``GroupStatus`` per group (teachers first) of plan ``plan`` under ``out``."""
+    groups = get_plan(plan)
+    rows: dict[str, dict] = {}
+    for spec in plan_specs(groups, group):
+        row = rows.setdefault(group_of(groups, spec), {"done": 0, "running": 0, "pending": 0, "times": []})
+        state = run_state(spec, out)
+        row[state] += 1
+        if state == "done":
+            row["times"].append(load_record(spec_record_path(out, spec)).wall_time_s)
+    return [GroupStatus(name, r["done"], r["running"], r["pending"], sum(r["times"]) / len(r["times"]) if r["times"] else None)
+            for name, r in rows.items()]
+
+
+def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
+    """The table ``plan NAME --status`` prints, with the projected time left on ``workers`` workers."""
+    measured = [r.seconds_per_run for r in rows if r.seconds_per_run is not None]
+    fallback = sum(measured) / len(measured) if measured else None
+    lines = [f"{'group':<14}{'done':>6}{'running':>9}{'pending':>9}{'min/run':>9}{'hours left':>12}"]
+    total_left = 0.0
+    for r in rows:
+        per_run = r.seconds_per_run or fallback
+        left = (r.pending + r.running) * per_run / workers if per_run else None
+        total_left += left or 0.0
+        lines.append(f"{r.name:<14}{r.done:>6}{r.running:>9}{r.pending:>9}"
+                     f"{'-' if r.seconds_per_run is None else f'{r.seconds_per_run / 60:.1f}':>9}"
+                     f"{'-' if left is None else f'{left / 3600:.1f}':>12}")
+    done, total = sum(r.done for r in rows), sum(r.total for r in rows)
+    left = (f"about {total_left / 3600:.1f} h left on {workers} worker(s), from the measured time per run"
+            if fallback else "time left unknown until a run has finished")
+    lines.append(f"plan {plan}: {done}/{total} runs done, {sum(r.running for r in rows)} running; {left}")
+    return "\n".join(lines)
+
+
+def worker_command(plan: str, index: int, out: Path, device: str | None, fast: bool) -> list[str]:
+    command = [sys.executable, "-m", "icd_lib", "plan", plan, "--index", str(index), "--out", str(out), "--quiet"]
+    return command + (["--device", device] if device else []) + (["--fast"] if fast else [])
+
+
+def list_commands(plan: str, out: str | Path = ".", group: str | None = None) -> list[str]:
+    """One shell command per pending run (for GNU parallel, a SLURM array or any scheduler)."""
+    specs = plan_specs(get_plan(plan))
+    chosen = {s.name for s in plan_specs(get_plan(plan), group)}
+    out = Path(out)
+    return [shlex.join(["python", "-m", "icd_lib", "plan", plan, "--index", str(i), "--out", str(out)])
+            for i, spec in enumerate(specs) if spec.name in chosen and run_state(spec, out) != "done"]
+
+
+def default_workers(device: str | None) -> int:
+    """Workers per machine: one single-threaded worker per core on the CPU, 4 runs at once on a GPU."""
+    return 4 if device and device.startswith("cuda") else max(1, os.cpu_count() or 1)
+
+
+def repository_root() -> Path | None:
+    """The git checkout this icd_lib is imported from, or None (installed as a package)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
+def prepare_worktree(root: Path) -> tuple[Path, str]:
+    """A worktree of ``root`` at its ``HEAD`` commit under ``root/.worktrees/`` (created once); (path, commit)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if git("status", "--porcelain", "--", "icd_lib"):
+        print(f"note: icd_lib has uncommitted changes; the runs use the committed revision {commit[:12]}", file=sys.stderr)
+    path = root / ".worktrees" / commit[:12]
+    if not (path / "icd_lib").is_dir():
+        git("worktree", "prune")
+        git("worktree", "add", "--detach", "--force", str(path), commit)
+    return path, commit
+
+
+@dataclass
+class Worker:
+    spec: RunSpec
+    process: subprocess.Popen
+    log: Path
+
+
+def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers: int | None = None,
+             device: str | None = None, fast: bool = False, use_worktree: bool = True, progress: bool = True) -> list[str]:
+    """Run every pending run of ``plan`` (or of ``group``) under ``out``; return the names that failed."""
+    out = Path(out).resolve()
+    groups = get_plan(plan)
+    specs = plan_specs(groups)
+    chosen = {s.name for s in plan_specs(groups, group)}
+    todo = [(i, s) for i, s in enumerate(specs) if s.name in chosen and not is_complete(s, out)]
+    workers = workers or default_workers(device)
+    code_dir, env = worker_environment(use_worktree, device, workers)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    running: list[Worker] = []
+    failed: list[str] = []
+    bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not progress, dynamic_ncols=True)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        while todo or running:
+            for worker in [w for w in running if w.process.poll() is not None]:
+                running.remove(worker)
+                code = worker.process.returncode
+                if code == EXIT_BUSY:
+                    todo.append(next((i, s) for i, s in enumerate(specs) if s == worker.spec))
+                elif code != 0 or not is_complete(worker.spec, out):
+                    failed.append(worker.spec.name)
+                    tqdm.write(f"failed: {worker.spec.name} (exit {code}); see {worker.log}")
+                    bar.update(1)
+                else:
+                    bar.update(1)
+            launched = launch_ready(todo, running, workers, plan, out, device, fast, code_dir, env, failed)
+            bar.set_postfix_str(f"{len(running)} running")
+            if not launched:
+                time.sleep(POLL_S)
+                bar.update(done_elsewhere(todo, out))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for worker in running:
+            worker.process.terminate()  # the run resumes from its last epoch next time
+        bar.close()
+    return failed
+
+
+def worker_environment(use_worktree: bool, device: str | None, workers: int) -> tuple[Path | None, dict]:
+    """(folder the workers run in, their environment): the worktree, one thread per CPU worker,
+    and the data folder of this checkout (so the worktree does not fetch the data again)."""
+    from icd_lib.data import data_root
+
+    env = {**os.environ, "ICD_DATA": str(data_root()), "OMP_WAIT_POLICY": "PASSIVE"}
+    if not (device and device.startswith("cuda")):
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    root = repository_root()
+    if not use_worktree or root is None:
+        return None, env
+    path, _ = prepare_worktree(root)
+    env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return path, env
+
+
+def launch_ready(todo: list, running: list[Worker], workers: int, plan: str, out: Path, device: str | None,
+                 fast: bool, code_dir: Path | None, env: dict, failed: list[str]) -> bool:
+    """Start runs whose teacher is complete until ``workers`` run; True if any started."""
+    launched = False
+    busy = {w.spec.name for w in running}
+    for index, spec in list(todo):
+        if len(running) >= workers:
+            break
+        teacher = spec.teacher_spec()
+        if teacher is not None and not is_complete(teacher, out):
+            if teacher.name in failed:
+                todo.remove((index, spec))
+                failed.append(spec.name)
+            continue
+        if spec.name in busy or is_locked(checkpoint_dir(out, spec)):
+            continue
+        todo.remove((index, spec))
+        if is_complete(spec, out):
+            continue
+        log = out / "logs" / f"{spec.name}.log"
+        handle = open(log, "a")
+        process = subprocess.Popen(worker_command(plan, index, out, device, fast), cwd=code_dir, env=env,
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        handle.close()
+        running.append(Worker(spec, process, log))
+        launched = True
+    return launched
+
+
+def done_elsewhere(todo: list, out: Path) -> int:
+    """Drop the runs another runner completed meanwhile; return how many."""
+    finished = [(i, s) for i, s in todo if is_complete(s, out)]
+    for item in finished:
+        todo.remove(item)
+    return len(finished)

@@ -1,0 +1,224 @@
+"""Running a ``RunSpec``: the one function the CLI, the plan runner and the chapters call.
+
+Everything a run writes goes under one output folder ``out``::
+
+    out/checkpoints/<run name>/last.pt, best.pt, .lock   (resumable; see icd_lib.train.loop)
+    out/results/<run name>.json                          (the run record)
+
+A run is complete when its record holds the final evaluation (``icd_lib.eval.final``). Running a
+complete spec loads its record; an interrupted one resumes from ``last.pt``; a record whose
+training finished but whose evaluation is missing (a kill in between, or a record written before
+records carried evaluations) is completed from ``last.pt`` without training again. A student's
+teacher run is executed first when it is not complete. One process at a time trains a run (see
+``icd_lib.experiments.lock``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from icd_lib.config import get_profile
+from icd_lib.data import ImageDataset, dataset_info, load_dataset
+from icd_lib.eval.final import final_evaluation
+from icd_lib.experiments.lock import RunLock
+from icd_lib.experiments.spec import RunSpec
+from icd_lib.models import build_model
+from icd_lib.results.records import RECORD_FORMAT, RunRecord, load_record, portable_path, provenance, record_path, save_record
+from icd_lib.train.checkpoint import CheckpointError, check_same_config, load_checkpoint, load_state, sync_best_checkpoint
+from icd_lib.train.distributed import DistributedContext
+from icd_lib.train.loop import RESUMABLE_DIFFERENCES, device_loader, train
+from icd_lib.utils import get_device, seed_everything
+
+
+def checkpoint_dir(out: str | Path, spec: RunSpec | str) -> Path:
+    return Path(out) / "checkpoints" / (spec if isinstance(spec, str) else spec.name)
+
+
+def results_dir(out: str | Path) -> Path:
+    return Path(out) / "results"
+
+
+def spec_record_path(out: str | Path, spec: RunSpec) -> Path:
+    return record_path(results_dir(out), spec.name)
+
+
+def is_complete(spec: RunSpec, out: str | Path) -> bool:
+    """Whether ``spec`` has a record with its final evaluation under ``out``."""
+    path = spec_record_path(out, spec)
+    return path.is_file() and load_record(path).evaluation is not None
+
+
+def load_test_set(spec: RunSpec, data_root: str | Path | None = None) -> ImageDataset:
+    """The test set of ``spec``'s profile and dataset (a class-stratified subset drawn with seed 0;
+    content/style test data is always in random style)."""
+    extra = {"style_mode": "random"} if spec.dataset == "content_style" else {}
+    return load_dataset(spec.dataset, train=False, root=data_root, size=spec.settings.test_size, seed=0, **extra)
+
+
+def load_train_set(spec: RunSpec, data_root: str | Path | None = None) -> ImageDataset:
+    """``spec``'s training set: a class-stratified subset of ``train_size`` drawn with seed 0, so
+    runs of every seed and method see the same images (and, on content/style data, the same styles)."""
+    extra = {"style_mode": spec.style_mode} if spec.dataset == "content_style" else {}
+    return load_dataset(spec.dataset, train=True, root=data_root, size=spec.train_size, seed=0, **extra)
+
+
+def new_model(name: str, dataset: str, seed: int) -> nn.Module:
+    """A freshly initialised model ``name`` for ``dataset``'s classes and channels, initialised under ``seed``."""
+    info = dataset_info(dataset)
+    seed_everything(seed)
+    return build_model(name, num_classes=info.num_classes, in_channels=info.in_channels)
+
+
+def load_trained(checkpoint: str | Path, dataset: str, name: str | None = None, device: str | None = None) -> tuple[nn.Module, dict]:
+    """(model in eval mode on ``device``, checkpoint dict); the architecture defaults to the one the checkpoint records.
+
+    A checkpoint that records the dataset it was trained on must match ``dataset``.
+    """
+    state = load_checkpoint(checkpoint)
+    recorded = state.get("run_info", {}).get("dataset")
+    if recorded is not None and recorded != dataset:
+        raise CheckpointError(
+            f"{checkpoint} holds a model trained on {recorded!r}, not {dataset!r}: use a teacher trained on {dataset!r}"
+        )
+    name = name or state["config"]["student"]
+    model = new_model(name, dataset, 0)
+    load_state(model, state["student"], checkpoint, f"model {name!r} (built for {dataset!r})")
+    return model.to(get_device(device)).eval(), state
+
+
+@dataclass
+class Teacher:
+    """A trained teacher and where it came from."""
+
+    model: nn.Module
+    name: str
+    checkpoint: Path
+    top1: float
+
+
+def load_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> Teacher:
+    """The model trained by teacher run ``spec`` (its last epoch), from ``out``."""
+    path = checkpoint_dir(out, spec) / "last.pt"
+    model, state = load_trained(path, spec.dataset, spec.student, device)
+    return Teacher(model, spec.student, path, state["history"][-1]["test_top1"])
+
+
+def ensure_teacher(spec: RunSpec, out: str | Path = ".", data_root: str | Path | None = None,
+                   device: str | None = None, fast: bool = False, progress: bool = True) -> Teacher:
+    """The teacher of run ``spec`` (or teacher run ``spec`` itself), executed first when not complete."""
+    teacher_spec = spec if spec.is_teacher else spec.teacher_spec()
+    if teacher_spec is None:
+        raise ValueError(f"run {spec.name} has no teacher")
+    execute(teacher_spec, out, data_root, device, fast, progress)
+    return load_teacher(teacher_spec, out, device)
+
+
+def execute(
+    spec: RunSpec,
+    out: str | Path = ".",
+    data_root: str | Path | None = None,
+    device: str | None = None,
+    fast: bool = False,
+    progress: bool = True,
+    distributed: DistributedContext | None = None,
+) -> RunRecord:
+    """Run ``spec`` to completion under ``out`` and return its complete record (see the module doc).
+
+    ``distributed``: this process's place in a data-parallel job (``init_distributed()``, under
+    torchrun); rank 0 alone takes the run's lock and evaluates.
+    """
+    path = spec_record_path(out, spec)
+    if path.is_file() and load_record(path).evaluation is not None:
+        return load_record(path)
+    teacher = None if spec.teacher is None else ensure_teacher(spec, out, data_root, device, fast, progress)
+    is_main = distributed is None or distributed.is_main
+    with RunLock(checkpoint_dir(out, spec)) if is_main else nullcontext():
+        if is_complete(spec, out):  # another process finished it while this one waited for the teacher
+            return load_record(path)
+        train_set, test_set = load_train_set(spec, data_root), load_test_set(spec, data_root)
+        record = finished_record(spec, out)
+        if record is None:
+            record = train_spec(spec, train_set, test_set, teacher, out, device, fast, progress, distributed)
+        if not is_main:
+            return record
+        model, _ = load_trained(checkpoint_dir(out, spec) / "last.pt", spec.dataset, spec.student, device)
+        record.evaluation = final_evaluation(model, teacher.model if teacher else None, test_set, spec.dataset)
+        record.evaluated_commit = provenance()["git_commit"]
+        save_record(record, results_dir(out))
+        return record
+
+
+def finished_record(spec: RunSpec, out: str | Path) -> RunRecord | None:
+    """The record of ``spec`` when its training is finished but its evaluation is missing, with the
+    spec filled in; None when the run still has epochs to train."""
+    path = spec_record_path(out, spec)
+    last = checkpoint_dir(out, spec) / "last.pt"
+    if not path.is_file() or not last.is_file():
+        return None
+    record = load_record(path)
+    if len(record.history) != spec.epochs or load_checkpoint(last)["epoch"] != spec.epochs:
+        return None
+    ignore = RESUMABLE_DIFFERENCES | {"fast"}
+    check_same_config(record.config, spec.train_config().to_dict(), path, ignore=ignore)
+    sync_best_checkpoint(checkpoint_dir(out, spec))
+    record.spec, record.format = spec.identity(), RECORD_FORMAT
+    return record
+
+
+def train_spec(spec: RunSpec, train_set: ImageDataset, test_set: ImageDataset, teacher: Teacher | None,
+               out: str | Path, device: str | None, fast: bool, progress: bool,
+               distributed: DistributedContext | None) -> RunRecord:
+    """Train ``spec`` (resuming from its ``last.pt``); the record it writes has no evaluation yet.
+
+    The fast path reads training and test data from the device; data parallelism reads the
+    training data from the device too (the one loader that shards batches over processes).
+    """
+    config = spec.train_config(device, fast)
+    resolved = distributed.device if distributed is not None else get_device(device)
+    train_data, test_data = train_set, test_set
+    if fast or distributed is not None:
+        train_data = device_loader(train_set, config, True, resolved, distributed)
+    if fast:
+        test_data = device_loader(test_set, config, False, resolved)
+    run_info = {"role": "teacher" if spec.is_teacher else "student", "profile": spec.profile, "dataset": spec.dataset,
+                "train_size": len(train_set), "test_size": len(test_set), "spec": spec.identity()}
+    if teacher is not None:
+        run_info.update(teacher_checkpoint=portable_path(teacher.checkpoint, results_dir(out)), teacher_top1=teacher.top1)
+    return train(
+        config, new_model(spec.student, spec.dataset, spec.seed), train_data, test_data,
+        teacher.model if teacher else None, out_dir=checkpoint_dir(out, spec), results_dir=results_dir(out),
+        run_info=run_info, progress=progress, distributed=distributed,
+    )
+
+
+def evaluate(checkpoint: str | Path, profile: str, model: str | None = None, teacher_ckpt: str | Path | None = None,
+             data_root: str | Path | None = None, device: str | None = None) -> dict[str, float]:
+    """Test accuracy of the model in ``checkpoint`` on its dataset's test set (as the profile draws it).
+
+    The dataset is the one the checkpoint records (else the profile's). With ``teacher_ckpt`` also
+    the mean off-diagonal class-mean logit difference to that teacher (paper Fig. 1).
+    """
+    from icd_lib.eval.metrics import accuracy, logit_correlation_difference, predict_logits
+    from icd_lib.data import make_loader
+    from icd_lib.experiments.spec import make_spec
+
+    dataset = load_checkpoint(checkpoint).get("run_info", {}).get("dataset") or get_profile(profile).dataset
+    network, _ = load_trained(checkpoint, dataset, model, device)
+    loader = make_loader(load_test_set(make_spec(profile, "student", dataset=dataset), data_root), batch_size=256, train=False)
+    result = accuracy(network, loader)
+    if teacher_ckpt is not None:
+        teacher, _ = load_trained(teacher_ckpt, dataset, None, device)
+        student_logits, labels = predict_logits(network, loader)
+        teacher_logits, _ = predict_logits(teacher, loader)
+        result["logit_difference"] = logit_correlation_difference(
+            student_logits, teacher_logits, labels, dataset_info(dataset).num_classes).mean_offdiag
+    return result
+
+
+def execute_all(specs: Iterable[RunSpec], out: str | Path = ".", **options) -> list[RunRecord]:
+    """``execute`` each spec in turn (complete ones are read back); see ``execute`` for ``options``."""
+    return [execute(spec, out, **options) for spec in specs]

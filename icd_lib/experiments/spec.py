@@ -1,0 +1,331 @@
+"""A run as a value: ``RunSpec`` says everything that decides a training run, and nothing else.
+
+From a spec, in one place each: its name (stable, readable, unique; ``RunSpec.from_name`` reads
+it back), its ``TrainConfig``, its teacher's spec, and the identity its record carries.
+
+Names read left to right::
+
+    book-icd+kd-resnet8-from-resnet20-seed1
+    book-content_style-spurious-kd-resnet8-from-resnet20-seed0
+    book-icd+kd-resnet8-from-resnet20-seed0-icd.alpha=0.1
+    book-teacher-resnet20-seed0
+
+profile, then the dataset (and style mode) where it is not the profile's, the recipe
+(``teacher`` for a teacher run, ``student`` for the plain student), the trained model, its
+teacher, the seed, then what differs from the defaults: ``e<epochs>``, ``n<training images>``
+(``nall``), weight overrides (``kd=0.5``) and term options (``icd.alpha=0.1``), sorted.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from icd_lib.config import METHOD_WEIGHTS, Profile, get_profile, method_options, method_weights
+from icd_lib.data.content_style import STYLE_MODES
+from icd_lib.data.info import DATASETS
+from icd_lib.losses.base import term_class
+from icd_lib.models import MODEL_NAMES
+from icd_lib.train.loop import TrainConfig, default_lr
+
+TEACHER = "teacher"  # the recipe name of a teacher run: cross-entropy only, no teacher of its own
+TEACHER_SEED = 0  # each (profile, dataset, architecture) has one teacher, shared by all students
+Value = float | int | bool | str
+
+
+class SpecError(ValueError):
+    """A run specification that cannot be trained: the message says what to change."""
+
+
+def format_value(value: Value) -> str:
+    """The canonical text of an option or weight value, as names and the command line write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = format(value, "g")
+        if "-" in text:
+            raise SpecError(f"value {value!r} cannot appear in a run name (write it without an exponent)")
+        return text
+    return str(value)
+
+
+def parse_value(text: str) -> Value:
+    """Inverse of ``format_value``: ``"0.1"`` -> 0.1, ``"3"`` -> 3, ``"true"`` -> True, else the text."""
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> tuple[dict[str, float], dict[str, Value]]:
+    """``["kd=0.5", "icd.alpha=0.1"]`` -> (weights ``{"kd": 0.5}``, options ``{"icd.alpha": 0.1}``).
+
+    A key without a dot is a loss weight, ``term.option`` an option of that term.
+    """
+    weights, options = {}, {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or not text:
+            raise SpecError(f"expected KEY=VALUE (a weight such as kd=0.5 or an option such as icd.alpha=0.1), got {item!r}")
+        if "." in key:
+            options[key] = parse_value(text)
+        else:
+            try:
+                weights[key] = float(text)
+            except ValueError:
+                raise SpecError(f"the weight {key}={text!r} is not a number") from None
+    return weights, options
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run. Build specs with :func:`make_spec` (it fills the defaults in).
+
+    ``weights`` and ``options`` are overrides of the recipe's, as sorted (key, value) pairs
+    (``(("kd", 0.5),)``, ``(("icd.alpha", 0.1),)``); ``train_size`` None means the whole training set.
+    """
+
+    profile: str
+    method: str
+    student: str
+    teacher: str | None
+    seed: int
+    dataset: str
+    style_mode: str | None
+    epochs: int
+    train_size: int | None
+    weights: tuple[tuple[str, float], ...] = ()
+    options: tuple[tuple[str, Value], ...] = ()
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.method == TEACHER
+
+    @property
+    def settings(self) -> Profile:
+        return get_profile(self.profile)
+
+    @property
+    def name(self) -> str:
+        profile = self.settings
+        parts = [self.profile]
+        if self.dataset != profile.dataset:
+            parts.append(self.dataset)
+        if self.style_mode not in (None, "random"):
+            parts.append(self.style_mode)
+        parts += [self.method, self.student]
+        if self.teacher is not None:
+            parts += ["from", self.teacher]
+        parts.append(f"seed{self.seed}")
+        if self.epochs != default_epochs(profile, self.is_teacher):
+            parts.append(f"e{self.epochs}")
+        if self.train_size != default_train_size(profile, self.is_teacher):
+            parts.append("nall" if self.train_size is None else f"n{self.train_size}")
+        parts += [f"{k}={format_value(v)}" for k, v in (*self.weights, *self.options)]
+        return "-".join(parts)
+
+    @classmethod
+    def from_name(cls, name: str) -> "RunSpec":
+        """The spec whose ``name`` is ``name`` (``SpecError`` when it is not a run name)."""
+        return parse_name(name)
+
+    def term_weights(self) -> dict[str, float]:
+        """The loss weights of the run: the recipe's, with ``weights`` applied."""
+        return {"ce": 1.0} if self.is_teacher else method_weights(self.method, **dict(self.weights))
+
+    def term_options(self) -> dict[str, dict]:
+        """Options of each loss term: the recipe's, with ``options`` applied."""
+        merged = {} if self.is_teacher else method_options(self.method)
+        for key, value in self.options:
+            term, _, option = key.partition(".")
+            merged.setdefault(term, {})[option] = value
+        return merged
+
+    def teacher_spec(self) -> "RunSpec | None":
+        """The spec of the run that trains this run's teacher (None for teachers and plain students).
+
+        The teacher learns the same dataset under random style, for the profile's teacher epochs
+        on the profile's teacher training set, with seed ``TEACHER_SEED``.
+        """
+        if self.teacher is None:
+            return None
+        return make_spec(self.profile, TEACHER, student=self.teacher, seed=TEACHER_SEED, dataset=self.dataset,
+                         style_mode=None if self.style_mode is None else "random")
+
+    def train_config(self, device: str | None = None, fast: bool = False) -> TrainConfig:
+        """The ``TrainConfig`` of this run (the profile's optimiser recipe; device and fast path as given)."""
+        profile = self.settings
+        return TrainConfig(
+            method="student" if self.is_teacher else self.method,
+            weights=self.term_weights(),
+            method_options=self.term_options(),
+            student=self.student,
+            teacher=self.teacher,
+            epochs=self.epochs,
+            batch_size=profile.batch_size,
+            lr=default_lr(self.student, profile.lr),
+            momentum=profile.momentum,
+            weight_decay=profile.weight_decay,
+            milestones=profile.milestones(self.epochs),
+            lr_decay_rate=profile.lr_decay_rate,
+            seed=self.seed,
+            device=device,
+            num_workers=profile.num_workers,
+            run_name=self.name,
+            fast=fast,
+        )
+
+    def identity(self) -> dict:
+        """The fields that define the experiment, JSON-ready (what records carry as ``spec``)."""
+        data = asdict(self)
+        data["weights"], data["options"] = dict(self.weights), dict(self.options)
+        return data
+
+    @classmethod
+    def from_identity(cls, data: dict) -> "RunSpec":
+        values = dict(data)
+        values["weights"] = tuple(sorted(values.get("weights", {}).items()))
+        values["options"] = tuple(sorted(values.get("options", {}).items()))
+        return cls(**values)
+
+    def with_seed(self, seed: int) -> "RunSpec":
+        return replace(self, seed=seed)
+
+
+def default_epochs(profile: Profile, teacher: bool) -> int:
+    return profile.teacher_epochs if teacher else profile.student_epochs
+
+
+def default_train_size(profile: Profile, teacher: bool) -> int | None:
+    return profile.teacher_train_size if teacher else profile.student_train_size
+
+
+_UNSET = object()
+
+
+def make_spec(
+    profile: str,
+    method: str,
+    *,
+    student: str | None = None,
+    teacher: str | None | object = _UNSET,
+    seed: int = 0,
+    dataset: str | None = None,
+    style_mode: str | None = None,
+    epochs: int | None = None,
+    train_size: int | None | object = _UNSET,
+    weights: dict[str, float] | None = None,
+    options: dict[str, Value] | None = None,
+) -> RunSpec:
+    """A checked ``RunSpec``; what is not given is the profile's (teacher/student models, epochs, sizes).
+
+    ``method``: a recipe of ``icd_lib.config.METHOD_WEIGHTS`` or ``"teacher"``. ``teacher``
+    defaults to the profile's teacher for a distillation recipe and None otherwise.
+    ``style_mode``: content_style only (default "random"). Raises ``SpecError`` on anything that
+    could not train: unknown names, weights of terms the recipe lacks, options a term does not take.
+    """
+    settings = get_profile(profile)
+    is_teacher = method == TEACHER
+    if not is_teacher and method not in METHOD_WEIGHTS:
+        raise SpecError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}, or 'teacher'")
+    dataset = dataset or settings.dataset
+    if dataset not in DATASETS:
+        raise SpecError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    if dataset == "content_style":
+        style_mode = style_mode or "random"
+        if style_mode not in STYLE_MODES:
+            raise SpecError(f"unknown style mode {style_mode!r}; valid: {', '.join(STYLE_MODES)}")
+    elif style_mode is not None:
+        raise SpecError(f"style_mode applies to the content_style dataset only, not {dataset!r}")
+    student = student or (settings.teacher if is_teacher else settings.student)
+    if teacher is _UNSET:
+        teacher = None if is_teacher or method == "student" else settings.teacher
+    for model in (student, teacher):
+        if model is not None and model not in MODEL_NAMES:
+            raise SpecError(f"unknown model {model!r}; valid models: {', '.join(MODEL_NAMES)}")
+    if train_size is _UNSET:
+        train_size = default_train_size(settings, is_teacher)
+    spec = RunSpec(
+        profile=settings.name, method=method, student=student, teacher=teacher, seed=seed, dataset=dataset,
+        style_mode=style_mode, epochs=epochs or default_epochs(settings, is_teacher), train_size=train_size,
+        weights=tuple(sorted((weights or {}).items())), options=tuple(sorted((options or {}).items())),
+    )
+    check_spec(spec)
+    return spec
+
+
+def check_spec(spec: RunSpec) -> None:
+    """``SpecError`` unless ``spec`` can train (see ``make_spec``)."""
+    if not isinstance(spec.seed, int) or spec.seed < 0:
+        raise SpecError(f"seed must be a non-negative integer, got {spec.seed!r}")
+    if not isinstance(spec.epochs, int) or spec.epochs < 1:
+        raise SpecError(f"epochs must be a positive integer, got {spec.epochs!r}")
+    if spec.train_size is not None and (not isinstance(spec.train_size, int) or spec.train_size < 1):
+        raise SpecError(f"train_size must be a positive integer or None (all), got {spec.train_size!r}")
+    if spec.is_teacher and (spec.weights or spec.options or spec.teacher is not None):
+        raise SpecError("a teacher run trains with cross-entropy alone: it takes no teacher, weights or options")
+    weights = spec.term_weights()
+    needs_teacher = any(term != "ce" for term in weights)
+    if needs_teacher and spec.teacher is None:
+        raise SpecError(f"recipe {spec.method!r} distils from a teacher: give a teacher model")
+    if not needs_teacher and spec.teacher is not None:
+        raise SpecError(f"recipe {spec.method!r} uses no teacher, but teacher={spec.teacher!r} was given")
+    recipe = {} if spec.is_teacher else METHOD_WEIGHTS[spec.method]
+    for term, value in spec.weights:
+        if term not in recipe:
+            raise SpecError(f"weight {term}={value} is not a term of recipe {spec.method!r}; its terms: {', '.join(recipe)}")
+        if not value >= 0:
+            raise SpecError(f"weight {term}={value} must be >= 0")
+    for key, value in spec.options:
+        check_option(spec.method, recipe, key, value)
+
+
+def check_option(method: str, recipe: dict, key: str, value: Value) -> None:
+    """``SpecError`` unless ``key`` ("term.option") names a keyword option of a term of ``recipe``."""
+    term, _, option = key.partition(".")
+    if term not in recipe:
+        raise SpecError(f"option {key} is for term {term!r}, which recipe {method!r} lacks; its terms: {', '.join(recipe)}")
+    accepted = term_class(term).accepted_options()
+    if option not in accepted:
+        raise SpecError(f"term {term!r} has no option {option!r}; its options: {', '.join(accepted) or 'none'}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise SpecError(f"option {key}={value} must be >= 0")
+
+
+def parse_name(name: str) -> RunSpec:
+    """Read a run name back into its spec (the grammar is in the module docstring)."""
+    tokens = name.split("-")
+
+    def fail(why: str) -> SpecError:
+        return SpecError(f"{name!r} is not a run name ({why}); see icd_lib.experiments.spec")
+
+    try:
+        profile = tokens.pop(0)
+        get_profile(profile)
+        dataset = tokens.pop(0) if tokens[0] in DATASETS else None
+        style_mode = tokens.pop(0) if dataset == "content_style" and tokens[0] in STYLE_MODES else None
+        method, student = tokens.pop(0), tokens.pop(0)
+        teacher = None
+        if tokens[0] == "from":
+            tokens.pop(0)
+            teacher = tokens.pop(0)
+        seed_token = tokens.pop(0)
+    except IndexError:
+        raise fail("too few parts") from None
+    except ValueError as err:
+        raise fail(str(err)) from None
+    if not seed_token.startswith("seed") or not seed_token[4:].isdigit():
+        raise fail(f"expected seed<N>, got {seed_token!r}")
+    extra: dict = {}
+    weights, options = parse_assignments([t for t in tokens if "=" in t])
+    for token in (t for t in tokens if "=" not in t):
+        if token == "nall":
+            extra["train_size"] = None
+        elif token[:1] in "en" and token[1:].isdigit():
+            extra["epochs" if token[0] == "e" else "train_size"] = int(token[1:])
+        else:
+            raise fail(f"unexpected part {token!r}")
+    return make_spec(profile, method, student=student, teacher=teacher, seed=int(seed_token[4:]), dataset=dataset,
+                     style_mode=style_mode, weights=weights, options=options, **extra)
