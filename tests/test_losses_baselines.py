@@ -297,6 +297,36 @@ def test_crd_needs_num_data_and_valid_indices():
         run("crd", student, student, index=torch.tensor([0.0, 1.0, 2.0]), method=method)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_crd_features_of_another_dtype_are_one_clear_error(dtype):
+    """Today a raw "mat1 and mat2 must have the same dtype" from the projection head."""
+    shapes = ModelShapes(((1, 1, 1),), 4, 2)
+    method = build_method("crd", shapes, shapes, num_data=10)
+    half = ModelOutput(torch.zeros(3, 2), (), torch.randn(3, 4, dtype=dtype))
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(ValueError, match=rf"^crd: expected student features of dtype float32 .*got {name}; "
+                                         r"cast them with \.to\(torch\.float32\)") as err:
+        run("crd", half, output(pooled=torch.randn(3, 4)), index=torch.arange(3), method=method)
+    assert "\n" not in str(err.value)
+
+
+def test_crd_wrong_feature_width_is_one_clear_error():
+    """Today a raw "mat1 and mat2 shapes cannot be multiplied (3x5 and 4x128)"."""
+    shapes = ModelShapes(((1, 1, 1),), 4, 2)
+    method = build_method("crd", shapes, shapes, num_data=10)
+    wide = output(pooled=torch.randn(3, 5))
+    with pytest.raises(ValueError, match=r"^crd: expected student features of shape \(n, 4\) float32, got \(3, 5\)"):
+        run("crd", wide, output(pooled=torch.randn(3, 4)), index=torch.arange(3), method=method)
+
+
+def test_crd_in_float64_takes_float64_features():
+    shapes = ModelShapes(((1, 1, 1),), 4, 2)
+    method = build_method("crd", shapes, shapes, num_data=10, num_negatives=4).double()
+    pooled = ModelOutput(torch.zeros(3, 2, dtype=torch.float64), (), torch.randn(3, 4, dtype=torch.float64))
+    terms = run("crd", pooled, pooled, index=torch.arange(3), method=method)
+    assert terms["crd"].dtype == torch.float64 and math.isfinite(num(terms["crd"]))
+
+
 # ---------------------------------------------------------------- the loss falls towards the teacher
 
 

@@ -230,6 +230,35 @@ def test_integer_features_are_a_type_error():
         ICDLoss(4, 6)(torch.ones(2, 4, dtype=torch.long), torch.randn(2, 6))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("who", ["student", "teacher"])
+def test_features_of_another_dtype_than_the_heads_are_one_clear_error(dtype, who):
+    """Today a raw "mat1 and mat2 must have the same dtype"; the message names the loss, the dtype and the fix."""
+    f_s, f_t = torch.randn(3, 4), torch.randn(3, 6)
+    f_s, f_t = (f_s.to(dtype), f_t) if who == "student" else (f_s, f_t.to(dtype))
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(ValueError, match=rf"^ICDLoss: expected {who} features of dtype float32 .*got {name}; "
+                                         r"cast them with \.to\(torch\.float32\)") as err:
+        ICDLoss(4, 6)(f_s, f_t)
+    assert "\n" not in str(err.value)
+
+
+def test_wrong_width_names_the_loss_the_width_and_the_dtype():
+    with pytest.raises(ValueError, match=r"^ICDLoss: expected teacher features of shape \(n, 6\) float32, "
+                                         r"got \(3, 7\) float32; pass the pooled penultimate features of the teacher"):
+        ICDLoss(4, 6)(torch.randn(3, 4), torch.randn(3, 7))
+
+
+def test_float64_heads_take_float64_features_and_autocast_casts_for_itself():
+    loss = ICDLoss(4, 6).double()
+    value = loss(torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64))
+    assert value.dtype == torch.float64 and math.isfinite(num(value))
+    with pytest.raises(ValueError, match="expected student features of dtype float64"):
+        loss(torch.randn(3, 4), torch.randn(3, 6, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the heads' inputs: no dtype rule there
+        assert math.isfinite(num(ICDLoss(4, 6)(torch.randn(3, 4, dtype=torch.bfloat16), torch.randn(3, 6))))
+
+
 @pytest.mark.parametrize("kwargs", [{"s_dim": 0}, {"feat_dim": 2.5}, {"alpha": -1.0}, {"max_scale": 0.0}])
 def test_bad_construction_is_a_clear_error(kwargs):
     with pytest.raises(ValueError):

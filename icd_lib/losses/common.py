@@ -30,6 +30,16 @@ def check_finite(name: str, tensor: Tensor) -> None:
         )
 
 
+def autocast_enabled(tensor: Tensor) -> bool:
+    """Whether autocast is on for ``tensor``'s device type (then ``nn.Linear`` casts its inputs itself)."""
+    try:
+        return torch.is_autocast_enabled(tensor.device.type)
+    except TypeError:  # torch < 2.4 takes no device type
+        if tensor.device.type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
 def check_features(
     name: str,
     student: Tensor,
@@ -37,11 +47,15 @@ def check_features(
     min_batch: int = 1,
     dims: tuple[int, int] | None = None,
     what: str = "features",
+    dtypes: tuple[torch.dtype, torch.dtype] | None = None,
 ) -> None:
     """Check a (student, teacher) pair of feature tensors (or logits: ``what="logits"``) of one batch.
 
     Both must have the same batch size n >= ``min_batch``; with ``dims`` = (d_s, d_t) both must be
-    2-d with those widths; both must be finite (see ``check_finite``). Messages call them ``what``.
+    2-d with those widths; with ``dtypes`` (those of the loss's projection heads) both must have
+    them, except under autocast, which casts them; both must be finite (see ``check_finite``).
+    Messages call them ``what``. Every failure is a one-line TypeError or ValueError that names
+    ``name`` and says what to pass instead.
     """
     for who, tensor in (("student", student), ("teacher", teacher)):
         if not isinstance(tensor, Tensor):
@@ -56,14 +70,28 @@ def check_features(
     if student.shape[0] < min_batch:
         raise ValueError(f"{name} needs a batch of at least {min_batch} images, got {student.shape[0]}")
     if dims is not None:
-        for who, tensor, dim in (("student", student, dims[0]), ("teacher", teacher, dims[1])):
+        for who, tensor, dim, dtype in zip(("student", "teacher"), (student, teacher), dims, dtypes or (None, None)):
             if tensor.dim() != 2 or tensor.shape[1] != dim:
+                expected = f"(n, {dim})" + (f" {_dtype_name(dtype)}" if dtype is not None else "")
                 raise ValueError(
-                    f"{name}: expected {who} {what} of shape (n, {dim}), got {tuple(tensor.shape)}; "
-                    "pass the pooled penultimate features the loss was built for"
+                    f"{name}: expected {who} {what} of shape {expected}, got {tuple(tensor.shape)} "
+                    f"{_dtype_name(tensor.dtype)}; pass the pooled penultimate features of the {who} model the "
+                    f"loss was built for (build it with that model's ModelShapes)"
+                )
+    if dtypes is not None:
+        for who, tensor, dtype in zip(("student", "teacher"), (student, teacher), dtypes):
+            if tensor.dtype != dtype and not autocast_enabled(tensor):
+                raise ValueError(
+                    f"{name}: expected {who} {what} of dtype {_dtype_name(dtype)} (that of the loss's projection "
+                    f"heads), got {_dtype_name(tensor.dtype)}; cast them with .to({dtype}) (the trainer casts "
+                    f"bf16/fp16 model outputs to float32), or convert the loss with .to({tensor.dtype})"
                 )
     check_finite(f"{name}: the student {what}", student)
     check_finite(f"{name}: the teacher {what}", teacher)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def require_teacher(name: str, teacher_shapes: ModelShapes | None) -> ModelShapes:

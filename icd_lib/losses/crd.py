@@ -180,7 +180,11 @@ class CRD(Distiller):
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
         teacher = require_outputs("crd", teacher)
-        check_features("crd", student.pooled, teacher.pooled)
+        check_features(
+            "crd", student.pooled, teacher.pooled,
+            dims=(self.embed_s.in_features, self.embed_t.in_features),
+            dtypes=(self.embed_s.weight.dtype, self.embed_t.weight.dtype),
+        )
         index = self._checked_index(index, student.pooled.shape[0])
         v_s = F.normalize(self.embed_s(student.pooled), dim=1)
         v_t = F.normalize(self.embed_t(teacher.pooled), dim=1)

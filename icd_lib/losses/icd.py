@@ -94,7 +94,9 @@ class ICDLoss(nn.Module):
 
     def embed(self, f_s: Tensor, f_t: Tensor) -> tuple[Tensor, Tensor]:
         """(n, s_dim), (n, t_dim) -> z_s, z_t (n, feat_dim), rows on the unit sphere (eq. 10)."""
-        check_features("ICDLoss", f_s, f_t, dims=(self.s_dim, self.t_dim))
+        check_features(
+            "ICDLoss", f_s, f_t, dims=(self.s_dim, self.t_dim), dtypes=(self.embed_s.weight.dtype, self.embed_t.weight.dtype)
+        )
         return F.normalize(self.embed_s(f_s), dim=1), F.normalize(self.embed_t(f_t), dim=1)
 
     def _logits(self, anchors: Tensor, others: Tensor) -> Tensor:
