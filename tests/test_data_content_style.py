@@ -178,15 +178,41 @@ def test_falls_back_to_digits_when_fashion_mnist_is_missing(tmp_path, monkeypatc
 
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", refuse)
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "none")
+    monkeypatch.delenv(sources.SYSTEM_DATA_ENV, raising=False)
     with pytest.warns(UserWarning, match="digits as content"):
         ds = ContentStyleDataset(content="fashion_mnist", root=tmp_path, size=30)
-    assert ds.class_names == tuple("0123456789")
+    assert ds.class_names == tuple("0123456789") and ds.content_source == "digits"
 
 
-@pytest.mark.skipif(
-    not (sources.DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason="Fashion-MNIST's Debian files are not installed (apt-get install dataset-fashion-mnist)",
-)
+@pytest.mark.parametrize("train, size, available, fashion", [(True, 1439, "1,438", "60,000"), (False, 500, "359", "10,000")])
+def test_a_size_beyond_the_digits_fallback_is_one_clear_error(tmp_path, monkeypatch, train, size, available, fashion):
+    """On a machine without Fashion-MNIST, a size the digits cannot give fails up front, saying what would."""
+    monkeypatch.setenv(sources.SYSTEM_DATA_ENV, str(tmp_path / "no-system-data"))
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", _refuse_download)
+    with pytest.warns(UserWarning, match="digits as content"), pytest.raises(ValueError) as err:
+        ContentStyleDataset(content="fashion_mnist", train=train, size=size, root=tmp_path / "data")
+    message = str(err.value)
+    assert "\n" not in message
+    split = "train" if train else "test"
+    assert f"size={size} exceeds the {available} {split} images" in message
+    assert "fallback for the missing Fashion-MNIST" in message
+    assert f"`sudo apt-get install dataset-fashion-mnist`) provides {fashion}" in message
+    # the largest size the digits hold still works
+    with pytest.warns(UserWarning, match="digits as content"):
+        largest = int(available.replace(",", ""))
+        assert len(ContentStyleDataset(content="fashion_mnist", train=train, size=largest, root=tmp_path / "data")) == largest
+
+
+def test_a_size_beyond_the_chosen_digits_says_so():
+    with pytest.raises(ValueError, match=r"size=2000 exceeds the 1,438 train images of its content, scikit-learn's digits;"):
+        ContentStyleDataset(content="digits", train=True, size=2000)
+
+
+def _refuse_download(*args, **kwargs):
+    raise URLError("network disabled in tests")
+
+
+@pytest.mark.needs("fashion_mnist")
 def test_fashion_mnist_content(tmp_path):
     ds = ContentStyleDataset(content="fashion_mnist", train=False, size=100, root=tmp_path, augment=False)
     assert ds.class_names[0] == "T-shirt/top" and ds.class_counts().tolist() == [10] * 10

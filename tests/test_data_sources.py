@@ -12,7 +12,10 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from urllib.error import URLError
 
@@ -26,7 +29,7 @@ from icd_lib.data import DatasetNotFoundError, data_root, dataset_info, load_dat
 from icd_lib.data import sources
 from icd_lib.data.info import CIFAR100_CLASSES, DATASETS
 
-REAL_DEBIAN_DIR = sources.DEBIAN_FASHION_MNIST_DIR
+REAL_DEBIAN_DIR = sources.debian_fashion_mnist_dir()  # where this machine has the package (or not)
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +43,7 @@ def no_network(monkeypatch, tmp_path):
                    torchvision.datasets.stl10):
         monkeypatch.setattr(module, "download_and_extract_archive", refuse)
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian-package")
+    monkeypatch.delenv(sources.SYSTEM_DATA_ENV, raising=False)
 
 
 @pytest.fixture
@@ -152,10 +156,63 @@ def write_tiny_imagenet(root: Path, wnids=("n02", "n01", "n03"), per_class=3, va
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("ICD_DATA", raising=False)
     repo = Path(__file__).resolve().parents[1]
-    assert data_root() == repo / "data"
+    assert data_root() == repo / "data"  # these tests run from a checkout
     monkeypatch.setenv("ICD_DATA", str(tmp_path / "env"))
     assert data_root() == tmp_path / "env"
     assert data_root(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+@pytest.mark.parametrize("marker", [".git", "_config.yml"])
+def test_data_root_is_the_checkouts_data_folder(monkeypatch, tmp_path, marker):
+    checkout = tmp_path / "icd-book"
+    checkout.mkdir()
+    (checkout / "pyproject.toml").write_text("[project]\n")
+    (checkout / marker).mkdir() if marker == ".git" else (checkout / marker).write_text("title: x\n")
+    monkeypatch.setattr(sources, "PACKAGE_PARENT", checkout)
+    monkeypatch.delenv("ICD_DATA", raising=False)
+    assert sources.checkout_root() == checkout and data_root() == checkout / "data"
+    monkeypatch.setenv("ICD_DATA", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"  # $ICD_DATA overrides the checkout
+
+
+def test_data_root_of_an_installed_package_is_the_user_cache(monkeypatch, tmp_path):
+    site_packages = tmp_path / "lib" / "python3" / "site-packages"
+    site_packages.mkdir(parents=True)
+    (site_packages / "pyproject.toml").write_text("")  # not enough without .git or _config.yml
+    monkeypatch.setattr(sources, "PACKAGE_PARENT", site_packages)
+    monkeypatch.delenv("ICD_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert sources.checkout_root() is None
+    assert data_root() == tmp_path / "home" / ".cache" / "icd_lib"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root() == tmp_path / "xdg" / "icd_lib"
+    monkeypatch.setenv("ICD_DATA", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"  # $ICD_DATA overrides the cache
+
+
+def test_installed_copy_of_the_package_keeps_data_out_of_site_packages(tmp_path):
+    """The real layout of ``pip install git+...``: icd_lib/ alone in a folder of packages."""
+    site_packages = tmp_path / "site-packages"
+    shutil.copytree(Path(sources.__file__).parents[1], site_packages / "icd_lib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site_packages), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("ICD_DATA", None)
+    code = "import icd_lib.data.sources as s; print(s.__file__); print(s.data_root())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith(str(site_packages)), out  # the copy was imported, not the checkout
+    assert out[1] == str(tmp_path / "cache" / "icd_lib")
+
+
+def test_system_data_env_moves_the_debian_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(sources.SYSTEM_DATA_ENV, str(tmp_path / "datasets"))
+    assert sources.debian_fashion_mnist_dir() == tmp_path / "datasets" / "fashion-mnist"
+    write_fashion_mnist_gz(tmp_path / "datasets" / "fashion-mnist", np.zeros((10, 28, 28)), np.arange(10),
+                           np.zeros((2, 28, 28)), [0, 1])
+    assert len(load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=False)) == 2
+    monkeypatch.delenv(sources.SYSTEM_DATA_ENV)
+    assert sources.debian_fashion_mnist_dir() == sources.DEBIAN_FASHION_MNIST_DIR
 
 
 def test_dataset_info_and_unknown_names():
@@ -289,6 +346,81 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, name, hint, download):
     assert isinstance(err.value, FileNotFoundError)
 
 
+def write_fashion_mnist_raw(root: Path, n_train=20, n_test=6) -> Path:
+    """Decompressed Fashion-MNIST files in <root>/FashionMNIST/raw (as after a first use); returns that folder."""
+    debian = root / "debian"
+    rng = np.random.default_rng(0)
+    write_fashion_mnist_gz(debian, rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10,
+                           rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10)
+    assert sources.install_debian_fashion_mnist(root / "data", source=debian)
+    return root / "data" / "FashionMNIST" / "raw"
+
+
+CORRUPTIONS = {
+    "truncated": lambda data: data[: len(data) // 2],
+    "random bytes": lambda data: np.random.default_rng(1).integers(0, 256, len(data), dtype=np.uint8).tobytes(),
+    "header only": lambda data: data[: 4 + 4 * data[3]],  # magic, then one size per dimension
+    "empty": lambda data: b"",
+    "one byte too many": lambda data: data + b"\0",
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+@pytest.mark.parametrize("name", ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+@pytest.mark.parametrize("download", [False, None])
+def test_corrupt_fashion_mnist_file_is_named_in_one_line(tmp_path, name, corruption, download):
+    """torchvision's reader fails on these with a bare AssertionError, a ValueError about offsets or
+    "could not be downloaded"; the error names the file and says to delete it."""
+    raw = write_fashion_mnist_raw(tmp_path)
+    path = raw / name
+    path.write_bytes(CORRUPTIONS[corruption](path.read_bytes()))
+    with pytest.raises(sources.DatasetCorruptError) as err:
+        load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=download)
+    message = str(err.value)
+    assert f"{path} is corrupt" in message and "delete it" in message and "\n" not in message
+    assert isinstance(err.value, ValueError)
+    assert len(load_dataset("fashion_mnist", train=True, root=tmp_path / "data", download=False)) == 20  # other split
+
+
+def test_fashion_mnist_images_and_labels_that_disagree_in_count(tmp_path):
+    raw = write_fashion_mnist_raw(tmp_path)
+    write_idx_gz(tmp_path / "labels.gz", np.zeros(5))
+    with gzip.open(tmp_path / "labels.gz") as f:
+        (raw / "t10k-labels-idx1-ubyte").write_bytes(f.read())
+    with pytest.raises(sources.DatasetCorruptError, match="holds 6 images but .* holds 5 labels; delete both"):
+        load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=False)
+
+
+def test_corrupt_debian_file_says_reinstall(tmp_path, monkeypatch):
+    debian = tmp_path / "debian"
+    write_fashion_mnist_gz(debian, np.zeros((2, 28, 28)), [0, 1], np.zeros((2, 28, 28)), [0, 1])
+    packaged = debian / "t10k-images-idx3-ubyte.gz"
+    packaged.write_bytes(packaged.read_bytes()[:30])  # a truncated gzip stream
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", debian)
+    with pytest.raises(sources.DatasetCorruptError, match=r"t10k-images-idx3-ubyte.gz is corrupt .*--reinstall dataset-fashion-mnist"):
+        load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=False)
+
+
+@pytest.mark.parametrize("download", [False, None])
+def test_corrupt_local_cifar_is_reported_as_corrupt_not_as_missing(tmp_path, download):
+    """The files are there but fail torchvision's MD5 check: say so, and where, not "could not be downloaded"."""
+    write_cifar100(tmp_path, pattern_images(4), [0, 1, 2, 3], pattern_images(2), [0, 1])
+    with pytest.raises(sources.DatasetCorruptError) as err:
+        load_dataset("cifar100", train=True, root=tmp_path, download=download)
+    message = str(err.value)
+    assert f"the files in {tmp_path / 'cifar-100-python'} are corrupt or incomplete" in message
+    assert f"delete {tmp_path / 'cifar-100-python'}" in message and "could not be downloaded" not in message
+    assert "\n" not in message
+
+
+def test_corrupt_tiny_imagenet_image_is_named(tmp_path):
+    base = write_tiny_imagenet(tmp_path)
+    bad = base / "train" / "n01" / "images" / "n01_1.JPEG"
+    bad.write_bytes(b"not a JPEG")
+    with pytest.raises(sources.DatasetCorruptError, match=f"{bad} is corrupt"):
+        load_dataset("tiny_imagenet", train=True, root=tmp_path, download=False)
+
+
 def test_size_gives_a_stratified_subset_of_a_real_format(tmp_path, accept_any_checksum):
     labels = [i % 10 for i in range(60)]
     write_cifar100(tmp_path, pattern_images(60), labels, pattern_images(2), [0, 1])
@@ -307,10 +439,7 @@ def test_normalize_like_uses_the_other_datasets_statistics(tmp_path, accept_any_
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not all((REAL_DEBIAN_DIR / f"{f}.gz").is_file() for f in sources.FASHION_MNIST_FILES),
-    reason=f"the real Fashion-MNIST files are not in {REAL_DEBIAN_DIR} (apt-get install dataset-fashion-mnist)",
-)
+@pytest.mark.needs("fashion_mnist")
 def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", REAL_DEBIAN_DIR)
     train = load_dataset("fashion_mnist", train=True, root=tmp_path, download=False)

@@ -53,6 +53,7 @@ SCALE_RANGE = (0.8, 1.1)
 STYLE_KEYS = ("foreground", "background", "texture_amplitude", "texture_period", "texture_angle", "scale", "shift")
 _STYLE_WIDTH = {"foreground": 3, "background": 3, "shift": 2}  # other keys hold one number
 DIGITS_TEST_SHARE = 0.2
+FASHION_MNIST_SIZES = {True: 60_000, False: 10_000}  # train, test
 
 StyleTable = dict[str, Tensor]  # key -> (n,) or (n, width) float32
 
@@ -162,6 +163,9 @@ class ContentStyleDataset(ImageDataset):
 
     Deterministic given ``seed`` (which picks the ``size`` subset and draws the styles; train and
     test draw different styles). ``augment`` (default: ``train``) adds the paper's crop and flip.
+    ``size`` is at most the content's split: 60,000 train / 10,000 test images of Fashion-MNIST,
+    1,438 / 359 of the digits (also where they stand in for a missing Fashion-MNIST); a larger one
+    is a ValueError before anything is rendered. ``content_source`` says which content was used.
     """
 
     def __init__(
@@ -181,7 +185,9 @@ class ContentStyleDataset(ImageDataset):
         if not 0.0 <= spurious_strength <= 1.0:
             raise ValueError(f"spurious_strength is a probability in [0, 1], got {spurious_strength}")
         content_images, labels, class_names = load_content(content, train, data_root(root), download)
+        self.content_source = "digits" if class_names == DIGITS_CLASSES else "fashion_mnist"
         if size is not None:
+            _check_size(size, labels.shape[0], self.content_source, content, train)
             keep = stratified_indices(labels, size, seed)
             content_images, labels = content_images[keep], labels[keep]
         generator = torch.Generator().manual_seed(derive_seed(seed, int(train)))
@@ -224,6 +230,24 @@ class ContentStyleDataset(ImageDataset):
                 raise ValueError(f"style[{key!r}] must hold {width} numbers, got {merged[key]!r}")
         image = render_images(self.content[index : index + 1], table)
         return normalize(image, self.mean, self.std)[0]
+
+
+def _check_size(size: int, available: int, source: str, asked: str, train: bool) -> None:
+    """A one-line ValueError, before any rendering, when ``size`` exceeds the content images there are."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= available:
+        return  # stratified_indices reports sizes that are not positive ints
+    split = "train" if train else "test"
+    if source == "digits":
+        what = "scikit-learn's digits" + (", the fallback for the missing Fashion-MNIST" if asked == "fashion_mnist" else "")
+        fix = (
+            f"Fashion-MNIST (`sudo apt-get install dataset-fashion-mnist`) provides {FASHION_MNIST_SIZES[train]:,}, "
+            f"or ask for size <= {available}"
+        )
+    else:
+        what, fix = "Fashion-MNIST", f"ask for size <= {available} (or size=None for all)"
+    raise ValueError(
+        f"ContentStyleDataset: size={size} exceeds the {available:,} {split} images of its content, {what}; {fix}"
+    )
 
 
 def _style_row(table: StyleTable, i: int) -> dict:

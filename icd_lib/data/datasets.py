@@ -22,10 +22,12 @@ def load_dataset(
 ) -> ImageDataset:
     """Dataset ``name`` (one of ``icd_lib.data.DATASETS``), split ``train``, as items ``(image (C, H, W) float, label, index)``.
 
-    root:      the data folder (default :func:`data_root`: ``$ICD_DATA``, else the repository's ``data/``).
+    root:      the data folder (default :func:`data_root`: ``$ICD_DATA``, else the repository's ``data/``
+               in a checkout, else ``~/.cache/icd_lib`` for an installed package).
     download:  True: download (if not already there); False: never; None: only if the files are missing.
                A dataset that is missing and cannot be downloaded raises ``DatasetNotFoundError``
-               (a ``FileNotFoundError``) that says how to get it.
+               (a ``FileNotFoundError``) that says how to get it; one whose files are there but
+               unreadable raises ``DatasetCorruptError`` (a ``ValueError``) naming what to delete.
     augment:   the paper's RandomCrop(32, padding=4) + horizontal flip; default: ``train``.
     size:      a class-stratified subset of this many items, chosen with ``seed`` (None: all).
     normalize_like: normalise with another dataset's mean/std (e.g. ``"cifar100"`` to feed STL-10 to a

@@ -3,13 +3,24 @@
 Every reader returns :class:`RawImages`: uint8 images at the served 32x32 size, labels and class
 names. torchvision's own classes read CIFAR-10/100, STL-10 and Fashion-MNIST (their download code
 included); Tiny ImageNet-200 is read from the layout of its zip. A dataset that is missing and
-cannot be downloaded raises :class:`DatasetNotFoundError`, which says how to get it.
+cannot be downloaded raises :class:`DatasetNotFoundError`, which says how to get it; a file
+that is there but unreadable (truncated, overwritten) raises :class:`DatasetCorruptError`, which
+names the file and says to delete it.
+
+Where the files live (:func:`data_root`): ``root=`` if given, else ``$ICD_DATA``, else the
+repository's ``data/`` when ``icd_lib`` runs from a checkout, else the user cache folder
+``$XDG_CACHE_HOME/icd_lib`` (``~/.cache/icd_lib``), e.g. after ``pip install git+...``. The
+Debian package ``dataset-fashion-mnist`` is looked for in ``/usr/share/datasets/fashion-mnist``,
+or in ``$ICD_SYSTEM_DATA/fashion-mnist`` where that variable is set (tests point it at an empty
+folder to play a machine without the package).
 """
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +36,12 @@ from torch import Tensor
 from icd_lib.data.info import STL10_CLASSES
 
 DATA_ENV = "ICD_DATA"
+SYSTEM_DATA_ENV = "ICD_SYSTEM_DATA"
+CACHE_DIR_NAME = "icd_lib"
 SERVED_SIZE = 32
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# The folder that holds icd_lib/: a checkout of the repository, or site-packages when installed.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )
@@ -38,6 +53,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing and could not be downloaded; the message says how to get them."""
 
 
+class DatasetCorruptError(ValueError):
+    """A dataset's file is there but cannot be read (truncated, overwritten); the message names it."""
+
+
 class RawImages(NamedTuple):
     """images: (n, c, 32, 32) uint8 (c = 1 for grey sources); labels: (n,) int64."""
 
@@ -46,30 +65,86 @@ class RawImages(NamedTuple):
     class_names: tuple[str, ...]
 
 
+def checkout_root() -> Path | None:
+    """The repository ``icd_lib`` runs from (its folder holds ``pyproject.toml`` and ``.git`` or
+    ``_config.yml``), or None when it is installed as a package (e.g. in site-packages)."""
+    parent = PACKAGE_PARENT
+    if (parent / "pyproject.toml").is_file() and ((parent / ".git").exists() or (parent / "_config.yml").is_file()):
+        return parent
+    return None
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/icd_lib``, or ``~/.cache/icd_lib`` where XDG_CACHE_HOME is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / CACHE_DIR_NAME
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$ICD_DATA``, else the repository's ``data/`` folder (next to ``icd_lib/``)."""
+    """``root`` if given, else ``$ICD_DATA``, else the repository's ``data/`` (in a checkout), else
+    :func:`user_cache_dir` (an installed package: never a folder inside the Python installation)."""
     if root is not None:
         return Path(root).expanduser()
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    return Path(__file__).resolve().parents[2] / "data"
+    checkout = checkout_root()
+    return checkout / "data" if checkout is not None else user_cache_dir()
+
+
+def debian_fashion_mnist_dir() -> Path:
+    """Where the Debian package's Fashion-MNIST files are: ``$ICD_SYSTEM_DATA/fashion-mnist`` if set,
+    else :data:`DEBIAN_FASHION_MNIST_DIR`."""
+    if os.environ.get(SYSTEM_DATA_ENV):
+        return Path(os.environ[SYSTEM_DATA_ENV]).expanduser() / "fashion-mnist"
+    return DEBIAN_FASHION_MNIST_DIR
 
 
 _T = TypeVar("_T")
 
 
-def _open_or_download(open_: Callable[[bool], _T], download: bool | None, name: str, how_to_get: str) -> _T:
-    """``open_(download)`` with the policy of :func:`load_dataset`: ``None`` downloads only if the files are missing."""
+def _has_files(folder: Path | None) -> bool:
+    """Whether ``folder`` exists and holds at least one file (at any depth)."""
+    return folder is not None and folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (torchvision's download errors span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _corrupt(name: str, folder: Path, error: BaseException, how_to_get: str) -> DatasetCorruptError:
+    return DatasetCorruptError(
+        f"{name}: the files in {folder} are corrupt or incomplete ({_one_line(error)}); delete {folder} and get "
+        f"them again. {how_to_get}"
+    )
+
+
+def _open_or_download(
+    open_: Callable[[bool], _T], download: bool | None, name: str, how_to_get: str, folder: Path | None = None
+) -> _T:
+    """``open_(download)`` with the policy of :func:`load_dataset`: ``None`` downloads only if the files are missing.
+
+    ``folder``: where the dataset's files are expected. When files are there but cannot be read
+    (and no download replaced them), the error is a :class:`DatasetCorruptError` naming the
+    folder, not "not found" or "could not be downloaded".
+    """
+    local_error = None
     if download is not True:
         try:
             return open_(False)
         except RuntimeError as missing:  # torchvision: "Dataset not found or corrupted"
-            if download is False:
+            if _has_files(folder):
+                local_error = missing
+                if download is False:
+                    raise _corrupt(name, folder, missing, how_to_get) from missing
+            elif download is False:
                 raise DatasetNotFoundError(f"{name} not found (download=False). {how_to_get}") from missing
     try:
         return open_(True)
     except (OSError, RuntimeError) as failed:  # URLError is an OSError; a bad checksum a RuntimeError
-        raise DatasetNotFoundError(f"{name} could not be downloaded ({failed}). {how_to_get}") from failed
+        if local_error is not None or _has_files(folder):
+            raise _corrupt(name, folder, local_error or failed, how_to_get) from failed
+        raise DatasetNotFoundError(f"{name} could not be downloaded ({_one_line(failed)}). {how_to_get}") from failed
 
 
 def _resize(images: Tensor, size: int = SERVED_SIZE, chunk: int = 4096) -> Tensor:
@@ -97,29 +172,87 @@ def install_debian_fashion_mnist(root: Path, source: Path | None = None) -> bool
 
     The package (``apt-get install dataset-fashion-mnist``) ships the four original files
     recompressed, so torchvision's MD5 check of the ``.gz`` files fails; the decompressed files
-    are what torchvision reads. Does nothing where the files are already there. Returns whether
-    Fashion-MNIST's raw files are now present.
+    are what torchvision reads. ``source`` defaults to :func:`debian_fashion_mnist_dir`. Does
+    nothing where the files are already there. Returns whether Fashion-MNIST's raw files are now
+    present. A packaged file that does not decompress raises :class:`DatasetCorruptError`.
     """
-    source = DEBIAN_FASHION_MNIST_DIR if source is None else source
+    source = debian_fashion_mnist_dir() if source is None else source
     raw = root / "FashionMNIST" / "raw"
     for name in FASHION_MNIST_FILES:
         target, packaged = raw / name, source / f"{name}.gz"
         if not target.is_file() and packaged.is_file():
-            with gzip.open(packaged) as f:
-                _atomic_write(target, f.read())
+            try:
+                with gzip.open(packaged) as f:
+                    data = f.read()
+            except (OSError, EOFError) as bad:  # gzip.BadGzipFile is an OSError; a truncated file an EOFError
+                raise DatasetCorruptError(
+                    f"{packaged} is corrupt ({_one_line(bad)}); reinstall it: "
+                    "`sudo apt-get install --reinstall dataset-fashion-mnist`"
+                ) from bad
+            _atomic_write(target, data)
     return all((raw / name).is_file() for name in FASHION_MNIST_FILES)
+
+
+def check_idx_file(path: Path, item_shape: tuple[int, ...]) -> int:
+    """The number of items in the (Fashion-)MNIST idx file ``path`` of uint8 items of ``item_shape``.
+
+    The idx format: 4 magic bytes (0, 0, 8 = uint8, ndim), ndim big-endian uint32 sizes, then the
+    bytes. A header that does not match, or a file size that disagrees with it, raises
+    :class:`DatasetCorruptError` naming the file (torchvision's reader fails on such files with a
+    bare AssertionError, or reads garbage).
+    """
+    ndim = 1 + len(item_shape)
+    header_size = 4 + 4 * ndim
+    actual = path.stat().st_size
+
+    def corrupt(why: str) -> DatasetCorruptError:
+        return DatasetCorruptError(
+            f"{path} is corrupt ({why}); delete it, and it is restored from the Debian package "
+            "(`sudo apt-get install dataset-fashion-mnist`) or downloaded on the next use"
+        )
+
+    with open(path, "rb") as f:
+        header = f.read(header_size)
+    if len(header) < header_size:
+        raise corrupt(f"{actual} bytes, shorter than the {header_size}-byte idx header")
+    if header[:4] != bytes([0, 0, 8, ndim]):
+        raise corrupt(f"not an idx file of {ndim}-d uint8 data: it starts with bytes {list(header[:4])}")
+    count, *shape = struct.unpack(f">{ndim}I", header[4:])
+    if tuple(shape) != item_shape:
+        raise corrupt(f"items of shape {tuple(shape)}, expected {item_shape}")
+    expected = header_size + count * math.prod(item_shape)
+    if actual != expected:
+        raise corrupt(f"{actual} bytes, but its header announces {count} items, {expected} bytes")
+    return count
+
+
+def check_fashion_mnist_files(raw: Path, train: bool) -> None:
+    """Check the split's two decompressed files in ``raw`` (where present): well-formed, same count."""
+    prefix = "train" if train else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    if not (images.is_file() and labels.is_file()):
+        return
+    n_images, n_labels = check_idx_file(images, (28, 28)), check_idx_file(labels, ())
+    if n_images != n_labels:
+        raise DatasetCorruptError(
+            f"{images} holds {n_images} images but {labels} holds {n_labels} labels; delete both, and they are "
+            "restored from the Debian package (`sudo apt-get install dataset-fashion-mnist`) or downloaded on the next use"
+        )
 
 
 def read_fashion_mnist(root: Path, train: bool, download: bool | None) -> RawImages:
     """Fashion-MNIST, 28x28 grey, served as 32x32: zero-padded by 2 pixels (repeated to 3 channels later)."""
     install_debian_fashion_mnist(root)
+    raw = root / "FashionMNIST" / "raw"
+    check_fashion_mnist_files(raw, train)
     how = (
         "Offline on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (the files are then found in "
-        f"{DEBIAN_FASHION_MNIST_DIR}); or put the four files {', '.join(FASHION_MNIST_FILES)} (decompressed) in "
-        f"{root / 'FashionMNIST' / 'raw'}; or, with internet, call with download=True."
+        f"{debian_fashion_mnist_dir()}); or put the four files {', '.join(FASHION_MNIST_FILES)} (decompressed) in "
+        f"{raw}; or, with internet, call with download=True."
     )
     ds = _open_or_download(
-        lambda d: torchvision.datasets.FashionMNIST(str(root), train=train, download=d), download, "Fashion-MNIST", how
+        lambda d: torchvision.datasets.FashionMNIST(str(root), train=train, download=d), download, "Fashion-MNIST",
+        how, folder=raw,
     )
     images = F.pad(ds.data, (2, 2, 2, 2)).unsqueeze(1)
     return RawImages(images, ds.targets.long(), tuple(ds.classes))
@@ -130,7 +263,9 @@ def _read_cifar(cls: type, folder: str, archive: str, root: Path, train: bool, d
         f"Download {archive} from https://www.cs.toronto.edu/~kriz/cifar.html and extract it in {root} "
         f"(giving {root / folder}); or, with internet, call with download=True."
     )
-    ds = _open_or_download(lambda d: cls(str(root), train=train, download=d), download, cls.__name__, how)
+    ds = _open_or_download(
+        lambda d: cls(str(root), train=train, download=d), download, cls.__name__, how, folder=root / folder
+    )
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return RawImages(images, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
 
@@ -153,7 +288,8 @@ def read_stl10(root: Path, train: bool, download: bool | None) -> RawImages:
     )
     split = "train" if train else "test"
     ds = _open_or_download(
-        lambda d: torchvision.datasets.STL10(str(root), split=split, download=d), download, "STL-10", how
+        lambda d: torchvision.datasets.STL10(str(root), split=split, download=d), download, "STL-10", how,
+        folder=root / "stl10_binary",
     )
     classes = tuple(getattr(ds, "classes", STL10_CLASSES))  # from class_names.txt where present
     return RawImages(_resize(torch.from_numpy(ds.data)), torch.from_numpy(ds.labels).long(), classes)
@@ -176,7 +312,7 @@ def _tiny_imagenet_dir(root: Path, download: bool | None) -> Path:
             raise RuntimeError(f"{base / 'wnids.txt'} not found")
         return base
 
-    return _open_or_download(open_, download, "Tiny ImageNet-200", how)
+    return _open_or_download(open_, download, "Tiny ImageNet-200", how, folder=base)
 
 
 def organize_tiny_imagenet_val(base: Path) -> None:
@@ -209,8 +345,11 @@ def _read_images_resized(paths: list[Path], chunk: int = 4096) -> Tensor:
     for start in range(0, len(paths), chunk):
         arrays = []
         for path in paths[start : start + chunk]:
-            with Image.open(path) as image:
-                arrays.append(np.asarray(image.convert("RGB")))
+            try:
+                with Image.open(path) as image:
+                    arrays.append(np.asarray(image.convert("RGB")))
+            except OSError as bad:  # PIL.UnidentifiedImageError is an OSError; so is a truncated file
+                raise DatasetCorruptError(f"{path} is corrupt ({bad}); delete it, or unzip tiny-imagenet-200.zip again") from bad
         out.append(_resize(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)))
     return torch.cat(out)
 
