@@ -1,6 +1,7 @@
 """Seeding, device choice and the environment report shown at the top of every chapter."""
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import random
@@ -37,6 +38,15 @@ def device_description(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` (or what caused it) is 'no space left on device'; torch wraps it in a RuntimeError."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def git_commit(path: str | Path | None = None) -> str | None:

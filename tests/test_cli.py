@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from icd_lib.cli import main
-from icd_lib.config import get_profile
+from icd_lib.experiments.spec import make_spec
 from icd_lib.results import RunRecord, save_record
-from icd_lib.train.runs import run_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +28,7 @@ def test_python_dash_m_help_lists_commands_and_examples():
         assert text in out.stdout
 
 
-@pytest.mark.parametrize("command", ["train-teacher", "distill", "evaluate", "sweep"])
+@pytest.mark.parametrize("command", ["train-teacher", "distill", "evaluate", "sweep", "plan"])
 def test_every_command_has_help(capsys, command):
     code, out, _ = run_main(capsys, command, "--help")
     assert code == 0 and "--profile" in out and "examples:" in out
@@ -44,6 +43,8 @@ def test_every_command_has_help(capsys, command):
         (["distill", "--epochs", "0"], "must be >= 1"),
         (["sweep", "--seeds", "-1"], "must be >= 0"),
         (["evaluate"], "--checkpoint"),
+        (["distill", "--device", "foo"], "unknown device 'foo'; use cpu, cuda or cuda:N"),
+        (["plan", "book"], "one of the arguments --status --run --list --index is required"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(capsys, argv, message):
@@ -70,15 +71,61 @@ def test_missing_checkpoint_is_a_message_not_a_traceback(capsys, tmp_path):
     assert code == 2 and "no checkpoint at" in err and "Traceback" not in err
 
 
+def complete_record(spec, last_top1: float) -> RunRecord:
+    return RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+                     seed=spec.seed, config={}, history=[{"epoch": 1}], best_top1=last_top1, best_top5=95.0,
+                     best_epoch=1, last_top1=last_top1, last_top5=95.0, wall_time_s=1.0, device="cpu",
+                     spec=spec.identity(), evaluation={"probe": {}})
+
+
 def test_sweep_prints_the_table_of_recorded_runs(capsys, tmp_path):
-    profile = get_profile("smoke")
-    for seed, best in ((0, 60.0), (1, 64.0)):
-        name = run_name(profile, "kd", profile.student, profile.teacher, seed)
-        save_record(RunRecord(name=name, role="student", method="kd", student=profile.student, teacher=profile.teacher,
-                              seed=seed, config={}, history=[], best_top1=best, best_top5=95.0, best_epoch=1,
-                              last_top1=best, last_top5=95.0, wall_time_s=1.0, device="cpu"), tmp_path / "results")
+    for seed, top1 in ((0, 60.0), (1, 64.0)):
+        save_record(complete_record(make_spec("smoke", "kd", seed=seed), top1), tmp_path / "results")
     assert main(["sweep", "--profile", "smoke", "--method", "kd", "--seeds", "0", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("kd"))
     assert row.split()[:4] == ["kd", "resnet8", "resnet8", "2"]
     assert "62.00 +- 2.83" in row  # mean of 60 and 64; sample std = 4 / sqrt(2)
+
+
+def test_set_changes_the_recipe_and_names_the_valid_keys(capsys, tmp_path):
+    spec = make_spec("smoke", "icd+kd", options={"icd.alpha": 0.1}, weights={"kd": 0.5})
+    save_record(complete_record(spec, 55.0), tmp_path / "results")
+    code = main(["distill", "--profile", "smoke", "--method", "icd+kd", "--set", "icd.alpha=0.1", "--set", "kd=0.5",
+                 "--out", str(tmp_path)])
+    assert code == 0 and spec.name in capsys.readouterr().out  # read back, not trained
+    code, _, err = run_main(capsys, "distill", "--profile", "smoke", "--set", "icd.beta=1", "--out", str(tmp_path))
+    assert code == 2 and "term 'icd' has no option 'beta'; its options: feat_dim" in err and "Traceback" not in err
+    code, _, err = run_main(capsys, "distill", "--profile", "smoke", "--method", "kd", "--set", "icd=1")
+    assert code == 2 and "its terms: ce, kd" in err
+
+
+@pytest.mark.parametrize("argv, environment, message", [
+    (["distill"], {"ICD_PROFILE": "foo"}, "unknown profile 'foo' (set by argument or $ICD_PROFILE); valid profiles"),
+    (["plan", "nope", "--status"], {}, "unknown plan 'nope'; valid plans: book, paper, smoke"),
+    (["plan", "smoke", "--index", "99"], {}, "plan smoke has 7 runs (indices 0 to 6), not 99"),
+])
+def test_expected_failures_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, environment, message):
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_corrupt_record_during_a_sweep_is_a_message_and_debug_shows_the_traceback(capsys, tmp_path):
+    spec = make_spec("smoke", "kd")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"{spec.name}.json").write_text("{ not json")
+    argv = ["sweep", "--profile", "smoke", "--method", "kd", "--seeds", "0", "--out", str(tmp_path)]
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2 and "is not a valid run record" in err and "delete it and rerun" in err
+    with pytest.raises(ValueError, match="is not a valid run record"):
+        main([*argv, "--debug"])
+
+
+def test_cuda_on_a_machine_without_a_gpu_is_refused(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_main(capsys, "distill", "--device", "cuda")
+    assert code == 2 and "this machine has no CUDA GPU; use --device cpu" in err

@@ -1,6 +1,7 @@
 """Run records: save/load round trip, filtering, and aggregation over seeds against numpy by hand."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,11 +10,14 @@ import pytest
 from icd_lib.results import RunRecord, aggregate, load_record, load_records, provenance, record_path, save_record
 
 
-def make_record(name: str, method: str, seed: int, best: float, last: float, teacher: str | None = "resnet20") -> RunRecord:
+def make_record(name: str, method: str, seed: int, best: float, last: float, teacher: str | None = "resnet20",
+                dataset: str = "fashion_mnist", role: str = "student") -> RunRecord:
+    spec = {"profile": "book", "method": method, "student": "resnet8", "teacher": teacher, "seed": seed,
+            "dataset": dataset, "style_mode": None, "epochs": 8, "train_size": 10000, "weights": {}, "options": {}}
     return RunRecord(
-        name=name, role="student", method=method, student="resnet8", teacher=teacher, seed=seed, config={"seed": seed},
+        name=name, role=role, method=method, student="resnet8", teacher=teacher, seed=seed, config={"seed": seed},
         history=[{"epoch": 1, "test_top1": last}], best_top1=best, best_top5=99.0, best_epoch=1,
-        last_top1=last, last_top5=98.0, wall_time_s=1.5, device="cpu", profile="book",
+        last_top1=last, last_top5=98.0, wall_time_s=1.5, device="cpu", profile="book", dataset=dataset, spec=spec,
     )
 
 
@@ -68,5 +72,53 @@ def test_aggregate_mean_and_std_over_seeds():
     assert kd["last_top1_mean"] == pytest.approx(np.mean(kd_best) - 1)
     assert rows[1]["best_top1_std"] == pytest.approx(abs(icd_best[0] - icd_best[1]) / math.sqrt(2))
     assert math.isnan(rows[2]["best_top1_std"])
-    by_method = aggregate(records, by=("method",), metrics=("best_top5",))
-    assert set(by_method[0]) == {"method", "n", "seeds", "best_top5_mean", "best_top5_std"}
+    top5 = aggregate(records, metrics=("best_top5",))
+    assert {"best_top5_mean", "best_top5_std"} <= set(top5[0]) and "best_top1_mean" not in top5[0]
+
+
+def test_aggregate_keeps_different_experiments_apart():
+    """Runs of one recipe on other data, or a teacher, are other experiments, not more seeds."""
+    records = [make_record("fm0", "student", 0, 85.0, 85.0, teacher=None),
+               make_record("cs0", "student", 0, 77.0, 77.0, teacher=None, dataset="content_style"),
+               make_record("fm1", "student", 1, 86.0, 86.0, teacher=None)]
+    rows = aggregate(records)
+    assert [(r["dataset"], r["n"], r["seeds"]) for r in rows] == [("fashion_mnist", 2, [0, 1]), ("content_style", 1, [0])]
+    weighted = make_record("w0", "kd", 0, 80.0, 80.0)
+    weighted.spec = {**weighted.spec, "weights": {"kd": 0.5}}
+    assert len(aggregate([make_record("k0", "kd", 0, 80.0, 80.0), weighted])) == 2
+
+
+def test_aggregate_refuses_repeated_seeds():
+    with pytest.raises(ValueError, match="repeated seeds"):
+        aggregate([make_record("a", "kd", 0, 80.0, 80.0), make_record("b", "kd", 0, 81.0, 81.0)])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("best_top1", None, "best_top1 must be a finite number"),
+    ("last_top1", float("nan"), "last_top1 must be a finite number"),
+    ("last_top1", "79.5", "last_top1 must be a finite number"),
+    ("seed", "0", "seed must be an integer"),
+    ("format", 7, "record format 7"),
+    ("history", [], "history must be a non-empty list"),
+])
+def test_malformed_records_are_refused(tmp_path, field, value, message):
+    path = save_record(make_record("bad", "kd", 0, 80.0, 79.5), tmp_path)
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        load_record(path)
+
+
+def test_a_full_disk_is_named_and_leaves_no_partial_record(tmp_path, monkeypatch):
+    import errno as errno_module
+
+    from icd_lib.results import records
+
+    def full(*args, **kwargs):
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records.json, "dump", full)
+    with pytest.raises(OSError, match="no space left on the device to write .*kd-0.json; free some space"):
+        save_record(make_record("kd-0", "kd", 0, 80.0, 79.5), tmp_path)
+    assert not list(tmp_path.iterdir())

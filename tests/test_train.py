@@ -221,3 +221,87 @@ def test_loop_accepts_a_device_resident_loader(tmp_path):
     assert torch.equal(torch.cat([y for _, y, _ in test_loader]), labels[:40])  # in order, nothing dropped
     record = train(cfg, TinyNet(), train_loader, test_loader, progress=False)
     assert record.train_size == 96 and record.test_size == 40 and len(record.history) == 2
+
+
+# --- the checkpoint pair after a kill, a full disk, leftovers and incomplete files -----------------
+
+
+def test_a_kill_between_the_two_checkpoint_writes_leaves_a_consistent_pair(tmp_path, monkeypatch):
+    """last.pt is written first and holds the best weights, so best.pt is rebuilt from it."""
+    import icd_lib.train.loop as loop
+
+    write = loop.save_checkpoint
+    best_writes = []
+
+    def killed_before_best(state, path):
+        if path.name == "best.pt":
+            best_writes.append(state["epoch"])
+            if len(best_writes) == 2:  # epoch 2: last.pt is written, best.pt not
+                raise Killed("killed between last.pt and best.pt")
+        return write(state, path)
+
+    monkeypatch.setattr(loop, "save_checkpoint", killed_before_best)
+    student, teacher = make_models()
+    with pytest.raises(Killed):
+        train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, out_dir=tmp_path, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", write)
+    student, teacher = make_models()
+    record = train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, out_dir=tmp_path, progress=False)
+    best, last = load_checkpoint(tmp_path / "best.pt"), load_checkpoint(tmp_path / "last.pt")
+    assert best["epoch"] == record.best_epoch == last["best_epoch"]
+    for key, value in last["best_student"].items():
+        assert torch.equal(best["student"][key], value)
+
+
+def test_a_missing_or_stale_best_checkpoint_is_rebuilt(tmp_path):
+    from icd_lib.train.checkpoint import save_checkpoint, sync_best_checkpoint
+
+    student, teacher = make_models()
+    record = train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, out_dir=tmp_path, progress=False)
+    (tmp_path / "best.pt").unlink()
+    assert sync_best_checkpoint(tmp_path) == tmp_path / "best.pt"
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == record.best_epoch
+    stale = load_checkpoint(tmp_path / "best.pt")
+    save_checkpoint({**stale, "epoch": 99}, tmp_path / "best.pt")
+    assert sync_best_checkpoint(tmp_path) is not None and load_checkpoint(tmp_path / "best.pt")["epoch"] == record.best_epoch
+    assert sync_best_checkpoint(tmp_path) is None  # consistent: nothing to do
+
+
+def test_temporary_files_of_a_killed_write_are_removed_on_the_next_run(tmp_path):
+    leftovers = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".best.pt.x.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    student, teacher = make_models()
+    train(config(epochs=1, milestones=()), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, out_dir=tmp_path,
+          progress=False)
+    assert not any(path.exists() for path in leftovers) and keep.read_text() == "mine"
+
+
+def test_a_full_disk_is_named_and_the_previous_checkpoint_survives(tmp_path, monkeypatch):
+    from icd_lib.train import checkpoint
+
+    checkpoint.save_checkpoint({"config": {}, "epoch": 1, "student": {}, "history": []}, tmp_path / "last.pt")
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed: No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match="no space left on the device to write .*last.pt; free some space"):
+        checkpoint.save_checkpoint({"config": {}, "epoch": 2, "student": {}, "history": []}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_checkpoint_missing_keys_is_a_clear_error(tmp_path):
+    torch.save({"format": 1, "student": {}, "config": {}}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="lacks epoch, history: it is incomplete or damaged; delete it"):
+        load_checkpoint(tmp_path / "last.pt")
+    torch.save({"format": 1, "student": {}, "config": config().to_dict(), "epoch": 1, "history": [{}]},
+               tmp_path / "last.pt")
+    student, teacher = make_models()
+    with pytest.raises(CheckpointError, match="lacks objective, optimizer"):
+        train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, out_dir=tmp_path, progress=False)

@@ -66,11 +66,19 @@ def plan_status(plan: str, out: str | Path = ".", group: str | None = None) -> l
             for name, r in rows.items()]
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
-    """The table ``plan NAME --status`` prints, with the projected time left on ``workers`` workers."""
-    measured = [r.seconds_per_run for r in rows if r.seconds_per_run is not None]
+    """The table ``plan NAME --status`` prints, with the projected time left on ``workers`` workers.
+
+    A group without a finished run is projected at the mean time of the other groups' students.
+    """
+    students = [r.seconds_per_run for r in rows if r.seconds_per_run is not None and r.name != "teachers"]
+    measured = students or [r.seconds_per_run for r in rows if r.seconds_per_run is not None]
     fallback = sum(measured) / len(measured) if measured else None
-    lines = [f"{'group':<14}{'done':>6}{'running':>9}{'pending':>9}{'min/run':>9}{'hours left':>12}"]
+    lines = [f"{'group':<14}{'done':>6}{'running':>9}{'pending':>9}{'min/run':>9}{'time left':>11}"]
     total_left = 0.0
     for r in rows:
         per_run = r.seconds_per_run or fallback
@@ -78,9 +86,9 @@ def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
         total_left += left or 0.0
         lines.append(f"{r.name:<14}{r.done:>6}{r.running:>9}{r.pending:>9}"
                      f"{'-' if r.seconds_per_run is None else f'{r.seconds_per_run / 60:.1f}':>9}"
-                     f"{'-' if left is None else f'{left / 3600:.1f}':>12}")
+                     f"{'-' if left is None else duration(left):>11}")
     done, total = sum(r.done for r in rows), sum(r.total for r in rows)
-    left = (f"about {total_left / 3600:.1f} h left on {workers} worker(s), from the measured time per run"
+    left = (f"about {duration(total_left)} left on {workers} worker(s), from the measured time per run"
             if fallback else "time left unknown until a run has finished")
     lines.append(f"plan {plan}: {done}/{total} runs done, {sum(r.running for r in rows)} running; {left}")
     return "\n".join(lines)

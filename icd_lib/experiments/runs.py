@@ -15,6 +15,7 @@ teacher run is executed first when it is not complete. One process at a time tra
 from __future__ import annotations
 
 from collections.abc import Iterable
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,13 @@ def load_trained(checkpoint: str | Path, dataset: str, name: str | None = None, 
         raise CheckpointError(
             f"{checkpoint} holds a model trained on {recorded!r}, not {dataset!r}: use a teacher trained on {dataset!r}"
         )
-    name = name or state["config"]["student"]
+    recorded_model = state["config"]["student"]
+    name = name or recorded_model
+    if name != recorded_model:
+        raise CheckpointError(f"{checkpoint} holds a {recorded_model!r} model, not {name!r}: pass {recorded_model!r} "
+                              f"as the architecture, or the checkpoint of a {name!r} model")
     model = new_model(name, dataset, 0)
-    load_state(model, state["student"], checkpoint, f"model {name!r} (built for {dataset!r})")
+    load_state(model, state["student"], checkpoint, f"{name!r} model for {dataset!r}")
     return model.to(get_device(device)).eval(), state
 
 
@@ -100,9 +105,24 @@ class Teacher:
     top1: float
 
 
+def ensure_writable(folder: Path) -> None:
+    """``PermissionError`` with a one-line message unless files can be created in ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise PermissionError(f"cannot write to {folder} ({err.strerror or err}); choose a writable --out") from None
+
+
 def load_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> Teacher:
     """The model trained by teacher run ``spec`` (its last epoch), from ``out``."""
     path = checkpoint_dir(out, spec) / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"teacher run {spec.name} is recorded but its checkpoint {path} is missing: restore it "
+            f"(git checkout -- {path.parent}) or delete {spec_record_path(out, spec)} to train the teacher again"
+        )
     model, state = load_trained(path, spec.dataset, spec.student, device)
     return Teacher(model, spec.student, path, state["history"][-1]["test_top1"])
 
@@ -133,7 +153,9 @@ def execute(
     """
     path = spec_record_path(out, spec)
     if path.is_file() and load_record(path).evaluation is not None:
+        sync_best_checkpoint(checkpoint_dir(out, spec))  # a deleted or stale best.pt comes back
         return load_record(path)
+    ensure_writable(results_dir(out))
     teacher = None if spec.teacher is None else ensure_teacher(spec, out, data_root, device, fast, progress)
     is_main = distributed is None or distributed.is_main
     with RunLock(checkpoint_dir(out, spec)) if is_main else nullcontext():

@@ -6,6 +6,7 @@ book can be traced to the run that produced it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -18,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from icd_lib.utils import is_disk_full
 
 RECORD_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
@@ -151,8 +154,11 @@ def save_record(record: RunRecord, results_dir: str | Path) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(record.to_dict(), f, indent=1, allow_nan=True)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space and rerun "
+                          "(the run's checkpoints are intact, so nothing is trained again)") from err
         raise
     return path
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from icd_lib.utils import is_disk_full
+
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
 
@@ -46,15 +48,6 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
                           "(the previous checkpoint there is intact, so the run resumes from it)") from err
         raise
     return path
-
-
-def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (or what caused it) is 'no space left on device'; torch wraps it in a RuntimeError."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left on device" in str(err):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -1,0 +1,116 @@
+"""The plan runner: status counts, two runners sharing one plan, a SIGKILL mid-run, --list and
+--index, and the repository's size budget for committed records and checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from icd_lib.experiments.lock import RunLock
+from icd_lib.experiments.plans import get_plan, plan_specs
+from icd_lib.experiments.runner import format_status, list_commands, plan_status
+from icd_lib.experiments.runs import checkpoint_dir, spec_record_path
+from icd_lib.results import RunRecord, load_record, save_record
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE_BUDGET_MB = 40  # results/README.md states it
+
+
+def icd(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "icd_lib", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def fake_complete_record(spec, out: Path, wall_time_s: float) -> None:
+    record = RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+                       seed=spec.seed, config={}, history=[{"epoch": 1, "test_top1": 50.0}], best_top1=50.0,
+                       best_top5=90.0, best_epoch=1, last_top1=50.0, last_top5=90.0, wall_time_s=wall_time_s,
+                       device="cpu", spec=spec.identity(), evaluation={"probe": {}})
+    save_record(record, out / "results")
+
+
+def test_status_counts_done_running_and_pending(tmp_path):
+    specs = plan_specs(get_plan("smoke"))  # 2 teachers, then 3 + 2 students
+    for spec in specs[:3]:
+        fake_complete_record(spec, tmp_path, wall_time_s=60.0)
+    unfinished = specs[3]
+    save_record(RunRecord(**{**load_record(spec_record_path(tmp_path, specs[0])).to_dict(), "name": unfinished.name,
+                             "evaluation": None}), tmp_path / "results")  # trained, not yet evaluated: pending
+    with RunLock(checkpoint_dir(tmp_path, specs[4])):  # another process trains it
+        rows = {r.name: r for r in plan_status("smoke", tmp_path)}
+    assert (rows["teachers"].done, rows["teachers"].running, rows["teachers"].pending) == (2, 0, 0)
+    assert (rows["comparison-a"].done, rows["comparison-a"].running, rows["comparison-a"].pending) == (1, 1, 1)
+    assert (rows["invariance"].done, rows["invariance"].pending) == (0, 2)
+    assert rows["teachers"].seconds_per_run == 60.0
+    text = format_status("smoke", list(rows.values()), workers=2)
+    assert "3/7 runs done, 1 running" in text and "about 2 min left on 2 worker(s)" in text  # 4 runs x 1 min / 2
+
+
+def test_list_prints_one_command_per_pending_run(tmp_path):
+    specs = plan_specs(get_plan("smoke"))
+    fake_complete_record(specs[0], tmp_path, 1.0)
+    commands = list_commands("smoke", tmp_path)
+    assert len(commands) == len(specs) - 1
+    assert commands[0] == f"python -m icd_lib plan smoke --index 1 --out {tmp_path}"
+    only = list_commands("smoke", tmp_path, group="invariance")
+    assert [c.split("--index ")[1].split()[0] for c in only] == ["1", "5", "6"]  # its teacher, then its runs
+
+
+@pytest.mark.slow
+def test_two_runners_share_a_plan_and_train_every_run_once(tmp_path):
+    runners = [icd("plan", "smoke", "--run", "--out", str(tmp_path), "--workers", "1", "--no-worktree", "--quiet")
+               for _ in range(2)]
+    outputs = [r.communicate(timeout=600)[0] for r in runners]
+    assert [r.returncode for r in runners] == [0, 0], outputs
+    for spec in plan_specs(get_plan("smoke")):
+        record = load_record(spec_record_path(tmp_path, spec))
+        assert record.evaluation is not None and len(record.segments) == 1  # one training, never a second
+        log = (tmp_path / "logs" / f"{spec.name}.log").read_text()
+        assert log.count("record:") == 1, log
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes_to_the_same_record(tmp_path):
+    args = ["distill", "--profile", "smoke", "--method", "kd", "--epochs", "4", "--quiet"]
+    whole = icd(*args, "--out", str(tmp_path / "whole"))
+    assert whole.wait(timeout=600) == 0, whole.stdout.read()
+
+    killed = tmp_path / "killed"
+    run = icd(*args, "--out", str(killed), start_new_session=True)
+    last = next(killed.glob("checkpoints/*kd*/last.pt"), None)
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        last = next(killed.glob("checkpoints/*kd*/last.pt"), None)
+        if last is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert last is not None, "no checkpoint appeared before the kill"
+    resumed = icd(*args, "--out", str(killed))
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+
+    name = "smoke-kd-resnet8-from-resnet8-seed0-e4"
+    a, b = (json.loads((tmp_path / d / "results" / f"{name}.json").read_text()) for d in ("whole", "killed"))
+    strip = lambda history: [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]  # noqa: E731
+    assert strip(a["history"]) == strip(b["history"])
+    assert a["evaluation"] == b["evaluation"]
+    assert len(b["segments"]) == 2 and b["segments"][1]["from_epoch"] >= 1
+
+
+def test_committed_records_and_checkpoints_fit_the_size_budget():
+    """Colab's pip install clones the repository: the results and checkpoints it carries stay small."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "results", "checkpoints"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    total = sum((REPO / path).stat().st_size for path in listed if (REPO / path).is_file())
+    assert total <= SIZE_BUDGET_MB * 2**20, f"{total / 2**20:.1f} MB of records and checkpoints, budget {SIZE_BUDGET_MB} MB"
+    students = [p for p in listed if p.startswith("checkpoints/") and "-teacher-" not in p]
+    assert not students, f"student checkpoints are not committed (the records hold what chapters show): {students}"
+    assert "results/README.md" in listed and f"{SIZE_BUDGET_MB} MB" in (REPO / "results" / "README.md").read_text()

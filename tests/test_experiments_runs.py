@@ -1,0 +1,50 @@
+"""Executing a spec: one process per run, teachers from the right dataset, checks before training."""
+from __future__ import annotations
+
+import pytest
+
+from icd_lib.experiments import runs
+from icd_lib.experiments.lock import RunBusy, RunLock, is_locked
+from icd_lib.experiments.spec import make_spec
+from icd_lib.train.checkpoint import CheckpointError
+
+TEACHER = make_spec("smoke", "teacher", dataset="content_style")
+
+
+def test_a_run_another_process_holds_is_refused_with_its_owner(tmp_path):
+    spec = make_spec("smoke", "student")
+    with RunLock(runs.checkpoint_dir(tmp_path, spec)):
+        assert is_locked(runs.checkpoint_dir(tmp_path, spec))
+        with pytest.raises(RunBusy, match=r"smoke-student-resnet8-seed0 is being trained by process \d+ on"):
+            runs.execute(spec, tmp_path, progress=False)
+    assert not is_locked(runs.checkpoint_dir(tmp_path, spec))  # released with the with-block
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path):
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    with pytest.raises(PermissionError, match="cannot write to .*results .*choose a writable --out"):
+        runs.execute(make_spec("smoke", "student"), tmp_path, progress=False)
+    assert not (tmp_path / "checkpoints").exists()  # nothing started
+
+
+@pytest.mark.slow
+def test_a_teacher_of_another_dataset_is_refused_and_a_deleted_best_checkpoint_comes_back(tmp_path):
+    runs.execute(TEACHER, tmp_path, progress=False)
+    last = runs.checkpoint_dir(tmp_path, TEACHER) / "last.pt"
+    with pytest.raises(CheckpointError, match="trained on 'content_style', not 'fashion_mnist'"):
+        runs.load_trained(last, "fashion_mnist")
+    best = last.with_name("best.pt")
+    best.unlink()
+    runs.execute(TEACHER, tmp_path, progress=False)  # complete: read back, and best.pt rebuilt from last.pt
+    assert best.is_file()
+    last.unlink()
+    with pytest.raises(CheckpointError, match="is recorded but its checkpoint .* is missing: restore it"):
+        runs.ensure_teacher(make_spec("smoke", "kd", dataset="content_style"), tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_an_architecture_mismatch_names_both_models(tmp_path):
+    runs.execute(TEACHER, tmp_path, progress=False)
+    last = runs.checkpoint_dir(tmp_path, TEACHER) / "last.pt"
+    with pytest.raises(CheckpointError, match="holds a 'resnet8' model, not 'resnet20'"):
+        runs.load_trained(last, "content_style", "resnet20")

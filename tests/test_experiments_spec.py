@@ -1,0 +1,110 @@
+"""Run specifications: names that say what ran and read back, plans without duplicates, and
+clear errors before anything trains."""
+from __future__ import annotations
+
+import pytest
+
+from icd_lib.config import method_options, method_weights
+from icd_lib.experiments.plans import PLANS, get_plan, plan_specs
+from icd_lib.experiments.spec import RunSpec, SpecError, make_spec, parse_assignments
+
+
+@pytest.mark.parametrize("spec, name", [
+    (make_spec("book", "teacher"), "book-teacher-resnet20-seed0"),
+    (make_spec("book", "student", seed=1), "book-student-resnet8-seed1"),
+    (make_spec("book", "icd+kd", seed=2), "book-icd+kd-resnet8-from-resnet20-seed2"),
+    (make_spec("book", "kd", dataset="content_style", style_mode="spurious"),
+     "book-content_style-spurious-kd-resnet8-from-resnet20-seed0"),
+    (make_spec("book", "kd", dataset="content_style"), "book-content_style-kd-resnet8-from-resnet20-seed0"),
+    (make_spec("book", "icd+kd", options={"icd.alpha": 0.1}, weights={"kd": 0.5}),
+     "book-icd+kd-resnet8-from-resnet20-seed0-kd=0.5-icd.alpha=0.1"),
+    (make_spec("book", "kd", epochs=3, train_size=None), "book-kd-resnet8-from-resnet20-seed0-e3-nall"),
+    (make_spec("book", "kd", epochs=8, train_size=10_000), "book-kd-resnet8-from-resnet20-seed0"),  # the defaults
+    (make_spec("paper", "crd", student="shufflev1", teacher="resnet32x4"),
+     "paper-crd-shufflev1-from-resnet32x4-seed0"),
+])
+def test_names_say_what_ran_and_read_back(spec, name):
+    assert spec.name == name
+    assert RunSpec.from_name(name) == spec
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_every_spec_of_every_plan_round_trips_and_names_are_unique(plan):
+    specs = plan_specs(get_plan(plan))
+    assert len({s.name for s in specs}) == len(specs) == len(set(specs))
+    for spec in specs:
+        assert RunSpec.from_name(spec.name) == spec
+        assert RunSpec.from_identity(spec.identity()) == spec
+
+
+def test_teachers_come_before_the_runs_that_need_them():
+    specs = plan_specs(get_plan("book"))
+    position = {s.name: i for i, s in enumerate(specs)}
+    for spec in specs:
+        if spec.teacher is not None:
+            assert position[spec.teacher_spec().name] < position[spec.name]
+    teachers = [s.name for s in specs if s.is_teacher]
+    assert teachers == ["book-teacher-resnet20-seed0", "book-content_style-teacher-resnet20-seed0"]
+
+
+def test_the_book_plan_holds_what_the_chapters_read():
+    groups = {g.name: g for g in get_plan("book")}
+    assert list(groups) == ["comparison-a", "ablations", "invariance", "causal", "comparison-b"]
+    methods_a = {s.method for s in groups["comparison-a"].specs}
+    assert {"student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "crd+kd", "icd",
+            "icd+kd", "dkd", "kd+ls", "dkd+ls"} <= methods_a
+    assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items() if name != "causal")
+    alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
+    assert alphas == {0.0, 0.1, 1.0, 2.0, 5.0}  # 0.5 is the comparison's icd+kd run
+    invariance = groups["invariance"].specs
+    assert {s.style_mode for s in invariance} == {"spurious"}
+    assert {s.teacher_spec().style_mode for s in invariance if s.teacher} == {"random"}
+    assert {s.student for s in groups["comparison-b"].specs} == {"mobilenetv2"}
+
+
+def test_train_config_is_the_recipe_with_the_overrides():
+    spec = make_spec("book", "icd+kd", weights={"kd": 0.5}, options={"icd.alpha": 0.1}, seed=3)
+    config = spec.train_config()
+    assert config.weights == {**method_weights("icd+kd"), "kd": 0.5}
+    assert config.method_options == {"icd": {"alpha": 0.1}}
+    assert (config.seed, config.epochs, config.run_name, config.lr) == (3, 8, spec.name, 0.05)
+    assert make_spec("book", "kd", student="mobilenetv2").train_config().lr == 0.01  # the recipe's rate for MobileNetV2
+    ls = make_spec("book", "kd+ls")
+    assert ls.train_config().method_options == method_options("kd+ls")
+    teacher = make_spec("book", "teacher").train_config()
+    assert teacher.weights == {"ce": 1.0} and teacher.epochs == 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "magic"}, "unknown method 'magic'; valid methods: student, kd"),
+    ({"method": "kd", "options": {"kd.alpha": 1.0}}, "term 'kd' has no option 'alpha'; its options: temperature"),
+    ({"method": "icd+kd", "options": {"icd.alpha": -0.5}}, "icd.alpha=-0.5 must be >= 0"),
+    ({"method": "kd", "weights": {"crd": 1.0}}, "weight crd=1.0 is not a term of recipe 'kd'; its terms: ce, kd"),
+    ({"method": "kd", "options": {"icd.alpha": 1.0}}, "option icd.alpha is for term 'icd', which recipe 'kd' lacks"),
+    ({"method": "kd", "weights": {"kd": -1.0}}, "weight kd=-1.0 must be >= 0"),
+    ({"method": "kd", "student": "resnet9"}, "unknown model 'resnet9'"),
+    ({"method": "kd", "dataset": "mnist"}, "unknown dataset 'mnist'"),
+    ({"method": "kd", "style_mode": "spurious"}, "style_mode applies to the content_style dataset only"),
+    ({"method": "student", "teacher": "resnet20"}, "recipe 'student' uses no teacher"),
+    ({"method": "kd", "teacher": None}, "recipe 'kd' distils from a teacher"),
+    ({"method": "kd", "seed": -1}, "seed must be a non-negative integer"),
+    ({"method": "teacher", "weights": {"ce": 2.0}}, "a teacher run trains with cross-entropy alone"),
+])
+def test_bad_specs_are_refused_before_anything_trains(kwargs, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        make_spec("book", **kwargs)
+
+
+def test_assignments_split_weights_from_options():
+    assert parse_assignments(["kd=0.5", "icd.alpha=0.1", "kd+ls.standardize=true"]) == (
+        {"kd": 0.5}, {"icd.alpha": 0.1, "kd+ls.standardize": True})
+    for bad in ("kd", "=1", "kd=", "kd=fast"):
+        with pytest.raises(SpecError):
+            parse_assignments([bad])
+
+
+@pytest.mark.parametrize("name", ["book-kd-resnet8", "book-kd-resnet8-from-resnet20-s0", "nope-kd-resnet8-seed0",
+                                  "book-kd-resnet8-from-resnet20-seed0-x5"])
+def test_a_name_that_is_not_a_run_name_is_a_clear_error(name):
+    with pytest.raises(SpecError, match="is not a run name"):
+        RunSpec.from_name(name)
