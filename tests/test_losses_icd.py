@@ -18,7 +18,7 @@ def num(t: torch.Tensor) -> float:
 
 
 def reference_icd(loss: ICDLoss, f_s: torch.Tensor, f_t: torch.Tensor) -> dict[str, float]:
-    """FACTS.md section 1, steps 2-6, with NumPy float64 loops: nothing from the module but its weights."""
+    """The authors' DCD loss (giakoumoglou/distillers) with NumPy float64 loops: only the module's weights."""
     as_np = lambda t: t.detach().double().numpy()  # noqa: E731
     w_s, c_s = as_np(loss.embed_s.weight), as_np(loss.embed_s.bias)
     w_t, c_t = as_np(loss.embed_t.weight), as_np(loss.embed_t.bias)

@@ -11,7 +11,7 @@ from torch import nn
 from icd_lib.models import MODEL_NAMES, build_model, count_flops, count_parameters, probe_shapes
 from icd_lib.outputs import ModelOutput
 
-# Published sizes of the RepDistiller zoo, 100 classes (FACTS.md section 4): params, GFLOP per image.
+# Sizes of the RepDistiller zoo (CRD, Tian et al. 2020), 100 classes: params, GFLOP per image.
 PUBLISHED = {
     "wrn_40_2": (2.255e6, 0.655),
     "wrn_16_2": (0.703e6, 0.202),
