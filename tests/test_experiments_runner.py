@@ -37,7 +37,8 @@ def fake_complete_record(spec, out: Path, wall_time_s: float) -> None:
 
 
 def test_status_counts_done_running_and_pending(tmp_path):
-    specs = plan_specs(get_plan("smoke"))  # 2 teachers, then 3 + 2 students
+    specs = plan_specs(get_plan("smoke"))  # 2 teachers, then the groups' runs, comparison-a first
+    sizes = {g.name: len(g.specs) for g in get_plan("smoke")}
     for spec in specs[:3]:
         fake_complete_record(spec, tmp_path, wall_time_s=60.0)
     unfinished = specs[3]
@@ -46,11 +47,13 @@ def test_status_counts_done_running_and_pending(tmp_path):
     with RunLock(checkpoint_dir(tmp_path, specs[4])):  # another process trains it
         rows = {r.name: r for r in plan_status("smoke", tmp_path)}
     assert (rows["teachers"].done, rows["teachers"].running, rows["teachers"].pending) == (2, 0, 0)
-    assert (rows["comparison-a"].done, rows["comparison-a"].running, rows["comparison-a"].pending) == (1, 1, 1)
-    assert (rows["invariance"].done, rows["invariance"].pending) == (0, 2)
+    a = sizes["comparison-a"]
+    assert (rows["comparison-a"].done, rows["comparison-a"].running, rows["comparison-a"].pending) == (1, 1, a - 2)
+    assert (rows["invariance"].done, rows["invariance"].pending) == (0, sizes["invariance"])
     assert rows["teachers"].seconds_per_run == 60.0
     text = format_status("smoke", list(rows.values()), workers=2)
-    assert "3/7 runs done, 1 running" in text and "about 2 min left on 2 worker(s)" in text  # 4 runs x 1 min / 2
+    left = (len(specs) - 3) * 60 / 2 / 60  # minutes: every unfinished run at the measured minute, 2 at a time
+    assert f"3/{len(specs)} runs done, 1 running" in text and f"about {left:.0f} min left on 2 worker(s)" in text
 
 
 def test_list_prints_one_command_per_pending_run(tmp_path):
@@ -60,16 +63,19 @@ def test_list_prints_one_command_per_pending_run(tmp_path):
     assert len(commands) == len(specs) - 1
     assert commands[0] == f"python -m icd_lib plan smoke --index 1 --out {tmp_path}"
     only = list_commands("smoke", tmp_path, group="invariance")
-    assert [c.split("--index ")[1].split()[0] for c in only] == ["1", "5", "6"]  # its teacher, then its runs
+    invariance = [s.name for s in next(g for g in get_plan("smoke") if g.name == "invariance").specs]
+    expected = [i for i, s in enumerate(specs) if s.name in invariance or s.name == "smoke-content_style-teacher-resnet8-seed0"]
+    assert [int(c.split("--index ")[1].split()[0]) for c in only] == expected  # its teacher, then its runs
 
 
 @pytest.mark.slow
 def test_two_runners_share_a_plan_and_train_every_run_once(tmp_path):
-    runners = [icd("plan", "smoke", "--run", "--out", str(tmp_path), "--workers", "1", "--no-worktree", "--quiet")
+    group = ["--group", "invariance"]  # a teacher and four students
+    runners = [icd("plan", "smoke", "--run", *group, "--out", str(tmp_path), "--workers", "1", "--no-worktree", "--quiet")
                for _ in range(2)]
     outputs = [r.communicate(timeout=600)[0] for r in runners]
     assert [r.returncode for r in runners] == [0, 0], outputs
-    for spec in plan_specs(get_plan("smoke")):
+    for spec in plan_specs(get_plan("smoke"), "invariance"):
         record = load_record(spec_record_path(tmp_path, spec))
         assert record.evaluation is not None and len(record.segments) == 1  # one training, never a second
         log = (tmp_path / "logs" / f"{spec.name}.log").read_text()

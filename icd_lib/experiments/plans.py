@@ -103,11 +103,19 @@ def paper_plan() -> list[Group]:
 
 
 def smoke_plan() -> list[Group]:
+    """The book plan's groups in miniature (one seed, few methods), for CI and the chapters' tests."""
     content_style = {"dataset": "content_style"}
     return [
-        Group("comparison-a", "comparing_methods", seeded(comparison("smoke", ("student", "kd", "icd+kd")), (0,))),
+        Group("comparison-a", "comparing_methods", seeded(
+            comparison("smoke", ("student", "kd", "at", "crd", "icd", "icd+kd", "dkd")), (0,))),
+        Group("ablations", "ablations", seeded([
+            make_spec("smoke", "icd+kd", options={"icd.alpha": 0.0}), make_spec("smoke", "icd+kd", weights={"icd": 0.1}),
+            make_spec("smoke", "icd+kd", weights={"kd": 0.1})], (0,))),
         Group("invariance", "invariance", seeded(
-            comparison("smoke", ("student", "icd+kd"), style_mode="spurious", **content_style), (0,))),
+            comparison("smoke", INVARIANCE_METHODS, style_mode="spurious", **content_style), (0,))),
+        Group("causal", "causal_view", seeded(comparison("smoke", ("student", "icd+kd"), **content_style), (0,))),
+        Group("comparison-b", "comparing_methods", seeded(
+            comparison("smoke", ("student", "kd", "icd+kd"), student="mobilenetv2"), (0,))),
     ]
 
 

@@ -1,0 +1,139 @@
+"""What the part II chapters compute from records: a plan group's runs, means and spreads over
+seeds, differences to a baseline with confidence intervals, and where the numbers came from.
+
+Every table of the book is a query here: ``plan_records`` (the complete records of a group) ->
+``experiment_rows`` (one row per experiment, seeds pooled) -> ``compare_to`` (difference to a
+baseline such as KD, with a t interval) -> ``provenance_line`` (plan, profile, seeds, device,
+commits) under it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from icd_lib.results.records import RunRecord, load_record, record_path
+
+
+def plan_records(plan: str, group: str, out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
+    """(complete records, names of the runs still missing) of group ``group`` of plan ``plan``,
+    in the plan's order. The group's teachers are not included."""
+    from icd_lib.experiments.plans import get_plan  # the plans import the trainer; results stay light
+
+    groups = {g.name: g for g in get_plan(plan)}
+    if group not in groups:
+        raise ValueError(f"plan {plan!r} has no group {group!r}; its groups: {', '.join(groups)}")
+    found, missing = [], []
+    for spec in groups[group].specs:
+        path = record_path(Path(out) / "results", spec.name)
+        record = load_record(path) if path.is_file() else None
+        if record is not None and record.evaluation is not None:
+            found.append(record)
+        else:
+            missing.append(spec.name)
+    return found, missing
+
+
+def label(record: RunRecord) -> str:
+    """A short name for the experiment a record belongs to: its recipe and what it overrides."""
+    spec = record.spec or {}
+    changes = {**spec.get("weights", {}), **spec.get("options", {})}
+    extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
+    return f"{record.method} ({extra})" if extra else record.method
+
+
+def metric_of(record: RunRecord, metric: str) -> float:
+    """A record field (``last_top1``) or a dotted path into its evaluation (``probe.test_top1``)."""
+    if "." not in metric and hasattr(record, metric):
+        return float(getattr(record, metric))
+    value = record.evaluation
+    for key in metric.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(f"record {record.name} has no {metric!r} (evaluation keys: {sorted(record.evaluation or {})})")
+        value = value[key]
+    return float(value)
+
+
+def experiment_rows(records: Iterable[RunRecord], metrics: Sequence[str] = ("last_top1", "best_top1"),
+                    key: Callable[[RunRecord], str] = label) -> list[dict]:
+    """One row per experiment (``key`` of its records), in order of first appearance: ``label``,
+    ``n``, ``seeds``, ``values`` (metric -> {seed: value}), and ``<metric>_mean`` / ``_sd``
+    (sample sd, NaN for one run). Two records of one experiment with the same seed are an error."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    rows = []
+    for name, members in groups.items():
+        seeds = [r.seed for r in members]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"experiment {name!r} has repeated seeds {sorted(seeds)}: {[r.name for r in members]}")
+        row = {"label": name, "n": len(members), "seeds": sorted(seeds), "values": {}}
+        for metric in metrics:
+            values = {r.seed: metric_of(r, metric) for r in members}
+            row["values"][metric] = values
+            row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_sd(list(values.values()))
+        rows.append(row)
+    return rows
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation); the sd is NaN for fewer than two values."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        raise ValueError("no values to summarise")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def difference_interval(values: dict[int, float], baseline: dict[int, float], confidence: float = 0.95) -> dict:
+    """Mean of ``values`` minus mean of ``baseline`` with a ``confidence`` t interval.
+
+    Runs of the same seed share the student's initialisation and the data order, so with at
+    least two common seeds the difference is paired over them (t on the per-seed differences);
+    otherwise Welch's interval for two independent samples. Returns ``difference``, ``low``,
+    ``high``, ``paired``, ``n``, ``excludes_zero`` (NaN bounds when there are too few runs).
+    """
+    common = sorted(set(values) & set(baseline))
+    if len(common) >= 2:
+        diffs = np.array([values[s] - baseline[s] for s in common])
+        half = stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+        centre, paired, n = float(diffs.mean()), True, len(common)
+    else:
+        a, b = np.array(list(values.values())), np.array(list(baseline.values()))
+        centre, paired, n = float(a.mean() - b.mean()), False, min(len(a), len(b))
+        if len(a) < 2 or len(b) < 2:
+            half = math.nan
+        else:
+            va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
+            half = stats.t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb)
+    low, high = centre - half, centre + half
+    return {"difference": centre, "low": low, "high": high, "paired": paired, "n": n,
+            "excludes_zero": bool(low > 0 or high < 0) if not math.isnan(half) else False}
+
+
+def compare_to(rows: list[dict], baseline: str, metric: str = "last_top1", confidence: float = 0.95) -> list[dict]:
+    """``rows`` (from ``experiment_rows``) with ``vs_<baseline>``: the ``difference_interval`` of
+    each row's ``metric`` to the row labelled ``baseline``."""
+    base = next((r for r in rows if r["label"] == baseline), None)
+    if base is None:
+        raise ValueError(f"no experiment labelled {baseline!r} among {[r['label'] for r in rows]}")
+    return [{**r, f"vs_{baseline}": difference_interval(r["values"][metric], base["values"][metric], confidence)}
+            for r in rows]
+
+
+def provenance_line(records: Sequence[RunRecord], plan: str | None = None, group: str | None = None) -> str:
+    """One line saying where the numbers come from: plan group, profile, dataset, seeds, devices, commits."""
+    if not records:
+        return "no records yet"
+    seeds = sorted({r.seed for r in records})
+    devices = sorted({r.device for r in records})
+    commits = sorted({(r.git_commit or "?")[:7] for r in records})
+    dirty = any(r.git_dirty for r in records)
+    where = f"plan {plan}, group {group}; " if plan else ""
+    return (f"{where}{len(records)} runs; profile {', '.join(sorted({str(r.profile) for r in records}))}; "
+            f"dataset {', '.join(sorted({str(r.dataset) for r in records}))}; seeds {', '.join(map(str, seeds))}; "
+            f"device {'; '.join(devices)}; trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+            f"{' (with uncommitted changes)' if dirty else ''}")

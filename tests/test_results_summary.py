@@ -1,0 +1,104 @@
+"""Summaries for the chapters, checked against formulas written out, and the transcribed paper tables
+checked against the paper's own headline numbers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from icd_lib.eval.metrics import relative_improvement
+from icd_lib.plots import PALETTE
+from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
+from icd_lib.results import RunRecord
+from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
+from icd_lib.results.summary import compare_to, difference_interval, experiment_rows, label, mean_sd, provenance_line
+
+T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463}  # Student's t quantiles, from tables
+
+
+def record(method: str, seed: int, top1: float, weights=None, probe=90.0) -> RunRecord:
+    spec = {"profile": "book", "method": method, "student": "resnet8", "teacher": "resnet20", "seed": seed,
+            "dataset": "fashion_mnist", "style_mode": None, "epochs": 8, "train_size": 10000,
+            "weights": weights or {}, "options": {}}
+    return RunRecord(name=f"{method}-{seed}", role="student", method=method, student="resnet8", teacher="resnet20",
+                     seed=seed, config={}, history=[{"epoch": 1}], best_top1=top1 + 0.5, best_top5=99.0, best_epoch=1,
+                     last_top1=top1, last_top5=99.0, wall_time_s=1.0, device="cpu (1 threads, x86_64)", profile="book",
+                     dataset="fashion_mnist", spec=spec, evaluation={"probe": {"test_top1": probe}}, git_commit="abc1234ff")
+
+
+def test_paired_interval_is_the_t_interval_of_the_per_seed_differences():
+    icd, kd = {0: 88.0, 1: 87.2, 2: 88.9}, {0: 87.5, 1: 87.0, 2: 88.0}
+    d = [0.5, 0.2, 0.9]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    result = difference_interval(icd, kd)
+    assert result["paired"] and result["n"] == 3
+    assert result["difference"] == pytest.approx(mean)
+    assert result["low"] == pytest.approx(mean - T_975[2] * sd / math.sqrt(3))
+    assert result["high"] == pytest.approx(mean + T_975[2] * sd / math.sqrt(3))
+    assert not result["excludes_zero"]  # three seeds: t(2) = 4.30, so the interval is wide
+    assert difference_interval({0: 1.5, 1: 1.6, 2: 1.55}, {0: 1.0, 1: 1.0, 2: 1.0})["excludes_zero"]
+
+
+def test_welch_interval_when_the_seeds_differ():
+    a, b = {0: 1.0, 1: 3.0}, {5: 0.0, 6: 0.0, 7: 3.0}
+    va, vb = np.var([1, 3], ddof=1) / 2, np.var([0, 0, 3], ddof=1) / 3
+    dof = (va + vb) ** 2 / (va**2 / 1 + vb**2 / 2)
+    from scipy import stats
+
+    result = difference_interval(a, b)
+    assert not result["paired"] and result["difference"] == pytest.approx(1.0)
+    assert result["high"] - 1.0 == pytest.approx(stats.t.ppf(0.975, dof) * math.sqrt(va + vb))
+    assert not result["excludes_zero"]
+    single = difference_interval({0: 1.0}, {1: 2.0})
+    assert math.isnan(single["low"]) and not single["excludes_zero"]
+
+
+def test_rows_pool_seeds_per_experiment_and_compare_to_kd():
+    records = [record("kd", s, v) for s, v in enumerate((87.5, 87.0, 88.0))]
+    records += [record("icd+kd", s, v) for s, v in enumerate((88.0, 87.2, 88.9))]
+    records += [record("icd+kd", 0, 85.0, weights={"kd": 0.5})]
+    rows = compare_to(experiment_rows(records, metrics=("last_top1", "probe.test_top1")), "kd")
+    assert [r["label"] for r in rows] == ["kd", "icd+kd", "icd+kd (kd=0.5)"]
+    icd = rows[1]
+    assert icd["n"] == 3 and icd["last_top1_mean"] == pytest.approx(88.0333333)
+    assert icd["last_top1_sd"] == pytest.approx(np.std([88.0, 87.2, 88.9], ddof=1))
+    assert icd["vs_kd"]["difference"] == pytest.approx(0.5333333)
+    assert icd["probe.test_top1_mean"] == 90.0
+    assert math.isnan(rows[2]["last_top1_sd"]) and not rows[2]["vs_kd"]["paired"]
+    with pytest.raises(ValueError, match="repeated seeds"):
+        experiment_rows([record("kd", 0, 1.0), record("kd", 0, 2.0)])
+    assert label(records[-1]) == "icd+kd (kd=0.5)"
+    assert mean_sd([2.0]) == (2.0, pytest.approx(float("nan"), nan_ok=True))
+
+
+def test_provenance_line_names_plan_seeds_device_and_commit():
+    line = provenance_line([record("kd", 0, 1.0), record("kd", 2, 1.0)], "book", "comparison-a")
+    assert line == ("plan book, group comparison-a; 2 runs; profile book; dataset fashion_mnist; seeds 0, 2; "
+                    "device cpu (1 threads, x86_64); trained at commit abc1234")
+
+
+@pytest.mark.parametrize("method", ["icd", "icd+kd"])
+def test_the_transcribed_tables_give_the_papers_headline_relative_improvements(method):
+    """Contribution 2 of the paper (20.31% and 70.24%), recomputed from Tables 1 and 2 with footnote 1."""
+    accuracies = []
+    for table, pairs in ((TABLE_1, TABLE_1_PAIRS), (TABLE_2, TABLE_2_PAIRS)):
+        assert all(len(row) == len(pairs) for row in table.values())
+        accuracies += [(m, k, v) for m, k, v in zip(table[method], table["kd"], table["student"]) if m is not None]
+    method_acc, kd, vanilla = zip(*accuracies)
+    assert round(relative_improvement(method_acc, kd, vanilla), 4) == PAPER_RELATIVE_IMPROVEMENT[method]
+
+
+def test_experiment_figures_draw_what_they_are_given():
+    figure = plot_seed_sweep([0.0, 0.5, 5.0], [[80, 81], [82, 83, 84], [79]], "alpha", logx=True,
+                             reference={"KD": 81.0})
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "symlog" and len(ax.lines) >= 2
+    forest = plot_differences(["icd", "crd"], [0.5, -0.2], [0.1, -0.9], [0.9, 0.5], "difference to KD (points)")
+    assert {t.get_text() for t in forest.axes[0].get_yticklabels()} == {"icd", "crd"}
+    intervals = [line for line in forest.axes[0].lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 2]
+    colours = {tuple(line.get_xdata()): line.get_color() for line in intervals}
+    assert colours[(0.1, 0.9)] == PALETTE[0] and colours[(-0.9, 0.5)] == "grey"  # only icd's excludes 0
+    with pytest.raises(ValueError, match="one list of runs per x position"):
+        plot_seed_sweep([1, 2], [[1.0]], "beta")
