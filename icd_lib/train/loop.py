@@ -90,7 +90,7 @@ class TrainConfig:
 
     Fast path (``icd_lib.train.fast``): ``amp`` (bf16 autocast), ``channels_last``: ``None``
     follows ``fast`` (the device's best choice when ``fast``, off otherwise); ``compile`` and
-    ``cuda_graphs`` are off unless asked for. ``fast`` itself makes ``icd_lib.train.runs`` use
+    ``cuda_graphs`` are off unless asked for. ``fast`` itself makes ``icd_lib.experiments.runs`` use
     the device-resident loader.
     """
 
