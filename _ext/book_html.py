@@ -6,11 +6,20 @@
 - sphinx-thebe 0.3.1 adds its inline ``const THEBE_JS_URL = ...`` script twice with Sphinx 7,
   which raises "Identifier 'THEBE_JS_URL' has already been declared" on every page; each
   script is kept once.
+- The bibliography style ``book_author_year``: pybtex's ``plain`` entries (sorted by author,
+  year, title) labelled the way the text cites them with ``bibtex_reference_style:
+  author_year``, "Hinton et al., 2015", instead of numbers.
 """
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
+
+from pybtex.plugin import register_plugin
+from pybtex.richtext import Text
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
 
 MATHJAX_BUNDLE = "tex-mml-chtml.js"
 # What the bundle loads at run time: fonts, TeX extensions (autoloaded), accessibility and menu.
@@ -53,6 +62,48 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
             seen.add(key)
             unique.append(script)
     context["script_files"] = unique
+
+
+def _surname(person) -> str:
+    """"van den Oord", "Schölkopf": the name a citation shows, LaTeX accents decoded."""
+    return Text.from_latex(" ".join(person.prelast_names + person.last_names)).render_as("text")
+
+
+def author_year_label(entry) -> str:
+    """The label sphinxcontrib-bibtex's author_year citations show: "A", "A and B" or "A et al.", then the year."""
+    people = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [_surname(person) for person in people]
+    if not names:
+        who = entry.fields.get("title", entry.key)
+    elif len(names) == 1:
+        who = names[0]
+    elif len(names) == 2:
+        who = f"{names[0]} and {names[1]}"
+    else:
+        who = f"{names[0]} et al."
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+class AuthorYearLabelStyle(BaseLabelStyle):
+    """Author-year labels; labels that two entries share get a, b, ... after the year."""
+
+    def format_labels(self, sorted_entries):
+        entries = list(sorted_entries)
+        labels = [author_year_label(entry) for entry in entries]
+        counts, seen = Counter(labels), Counter()
+        for label in labels:
+            if counts[label] > 1:
+                seen[label] += 1
+                yield f"{label}{chr(ord('a') + seen[label] - 1)}"
+            else:
+                yield label
+
+
+class AuthorYearStyle(PlainStyle):
+    default_label_style = AuthorYearLabelStyle
+
+
+register_plugin("pybtex.style.formatting", "book_author_year", AuthorYearStyle)
 
 
 def setup(app):

@@ -102,3 +102,37 @@ def test_readme_links_agree_with_config():
     readme = (ROOT / "README.md").read_text()
     for url in re.findall(r"https://(?:colab\.research\.google\.com/)?github(?:\.com)?/[^\s)\"]+", readme):
         assert OWNER_REPO in url, f"README link {url} does not point at {REPO_URL}"
+
+
+MAX_COLUMNS = 88  # what a code cell or a printed output shows without scrolling (tests/test_browser.py)
+RICH_MIMES = ("image/", "text/html", "text/markdown", "text/latex", "application/vnd.jupyter.widget-view+json")
+HIDDEN_OUTPUT_TAGS = {"remove-output", "remove-cell", "remove_output", "remove_cell"}
+
+
+def shown_text_outputs(cell):
+    """The text a reader sees printed under a code cell: streams, and text/plain where nothing richer is shown."""
+    if HIDDEN_OUTPUT_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+        return
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            yield output["name"], "".join(output["text"])
+        elif "data" in output and not any(m.startswith(RICH_MIMES) for m in output["data"]):
+            yield output["output_type"], "".join(output["data"].get("text/plain", ""))
+
+
+@pytest.mark.parametrize("path", chapter_paths(), ids=lambda p: p.name)
+def test_code_and_printed_lines_fit_the_page(path):
+    too_long = []
+    for number, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        texts = [("source", source(cell))] + list(shown_text_outputs(cell))
+        for kind, text in texts:
+            # A progress bar redraws its line with carriage returns: the reader sees the last state.
+            lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+            too_long += [f"cell {number} {kind}: {len(line)} columns: {line[:60]}..."
+                         for line in lines if len(line) > MAX_COLUMNS]
+    assert not too_long, (
+        f"{path.name}: lines longer than {MAX_COLUMNS} columns are cut off in the rendered book:\n"
+        + "\n".join(too_long)
+    )

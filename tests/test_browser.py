@@ -232,3 +232,68 @@ def test_page_renders_in_chromium(page, browser, server):  # browser first: fail
         assert launch, f"{page}: no Colab link on the page"
         assert set(launch) == {expected}, f"{page}: Colab links {sorted(set(launch))} differ from {expected}"
         assert len(launch) >= 2, f"{page}: expected both the launch button and the badge to link to Colab, got {launch}"
+
+
+# What a reader sees of the layout: markdown printed by a cell becomes a table, and nothing in a
+# code cell, its output or a display equation is cut off at the right edge of the column (issue
+# 13). The window is the fixture's 1280 x 900; code and printed lines hold at most 88 columns
+# (tests/test_book.py), which _static/book.css sizes to fit the column at that width.
+INSPECT_LAYOUT = """
+const done = arguments[arguments.length - 1];
+const report = () => {
+  const article = document.querySelector('article');
+  const column = article.getBoundingClientRect();
+  const boxes = [...article.querySelectorAll('div.cell pre, mjx-container[display="true"]')];
+  const cut = boxes.filter(box => {
+    const edge = box.getBoundingClientRect();
+    return box.scrollWidth > box.clientWidth + 1 || edge.right > column.right + 1;
+  });
+  done({
+    checked: boxes.length,
+    cut: cut.map(box => ({
+      kind: box.tagName.toLowerCase(),
+      hidden_px: Math.round(box.scrollWidth - box.clientWidth),
+      text: box.textContent.trim().slice(0, 80),
+    })),
+    tables: [...article.querySelectorAll('table')].map(
+      table => [...table.querySelectorAll('th')].map(th => th.textContent.trim())),
+    raw_table_lines: article.innerText.split('\\n').filter(line => /^\\s*\\|.*\\|\\s*$/.test(line)).slice(0, 3),
+  });
+};
+const wait = () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(report, report);
+  } else if (document.readyState === 'complete' && !document.querySelector('script[src*="mathjax" i]')) {
+    report();
+  } else {
+    setTimeout(wait, 100);
+  }
+};
+wait();
+"""
+
+
+def inspect_layout(browser, server, page: str) -> dict:
+    browser.get(f"{server}/{page}.html")
+    return browser.execute_async_script(INSPECT_LAYOUT)
+
+
+def test_the_profile_table_of_the_introduction_is_a_table(browser, server):
+    root = toc_pages()[0]
+    seen = inspect_layout(browser, server, root)
+    headers = [table for table in seen["tables"] if table[:2] == ["profile", "dataset"]]
+    assert headers, f"{root}: no table with the profiles (tables found: {seen['tables']})"
+    assert "purpose" in headers[0], f"{root}: the profile table lacks its columns: {headers[0]}"
+    assert not seen["raw_table_lines"], (
+        f"{root}: markdown table rows shown as text (nb_render_markdown_format?): {seen['raw_table_lines']}"
+    )
+
+
+@pytest.mark.parametrize("page", [p for p in toc_pages() if (ROOT / f"{p}.ipynb").is_file()])
+def test_no_code_line_output_or_equation_is_cut_off(page, browser, server):
+    seen = inspect_layout(browser, server, page)
+    assert seen["checked"] > 0, f"{page}: found no code cell or display equation to check"
+    assert not seen["cut"], (
+        f"{page}: {len(seen['cut'])} code blocks, outputs or equations are wider than the column "
+        f"(shorten the line to 88 columns or split the equation): {seen['cut']}"
+    )

@@ -12,7 +12,16 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from icd_lib.plots import plot_bars, plot_curves, plot_distributions, plot_heatmaps, plot_image_grid  # noqa: E402
+from icd_lib.plots import (  # noqa: E402
+    plot_bars,
+    plot_causal_graph,
+    plot_curves,
+    plot_distributions,
+    plot_heatmaps,
+    plot_icd_diagram,
+    plot_image_grid,
+    plot_learning_curves,
+)
 
 
 def bar_heights(ax) -> list[float]:
@@ -155,3 +164,89 @@ def test_curves_reject_mismatched_lengths():
         plot_curves([1, 2, 3], {"a": [1, 2]}, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="empty"):
         plot_curves([1, 2, 3], {}, xlabel="x", ylabel="y")
+
+
+def test_learning_curves_draw_the_mean_and_the_range_of_each_name():
+    runs = np.array([[50.0, 60.0, 70.0], [54.0, 62.0, 74.0]])
+    fig = plot_learning_curves({"student": runs, "teacher": [40.0, 80.0]}, title="curves")
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(lines[0].get_ydata(), [52.0, 61.0, 72.0])
+    np.testing.assert_array_equal(lines[1].get_xdata(), [1, 2])
+    np.testing.assert_array_equal(lines[1].get_ydata(), [40.0, 80.0])
+    bands = ax.collections
+    assert len(bands) == 1  # one band: a single run has no range
+    vertices = bands[0].get_paths()[0].vertices
+    assert vertices[:, 1].min() == 50.0 and vertices[:, 1].max() == 74.0
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["student (2 runs)", "teacher (1 run)"]
+    assert ax.get_xlabel() == "epoch" and ax.get_title() == "curves"
+
+
+def test_learning_curves_reject_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        plot_learning_curves({})
+    with pytest.raises(ValueError, match="runs, epochs"):
+        plot_learning_curves({"a": np.zeros((2, 2, 2))})
+    with pytest.raises(ValueError, match="NaN"):
+        plot_learning_curves({"a": [1.0, float("nan")]})
+
+
+def test_causal_graph_draws_every_node_and_edge():
+    nodes = {"S": (0, 0), "X": (1, 0), "C": (2, 0), "Y": (3, 0)}
+    edges = [("S", "X"), ("C", "X"), ("C", "Y")]
+    fig = plot_causal_graph(nodes, edges, observed=["X", "Y"], notes={"S": "style"})
+    ax = fig.axes[0]
+    gids = [patch.get_gid() for patch in ax.patches]
+    assert sorted(g for g in gids if g.startswith("node:")) == ["node:C", "node:S", "node:X", "node:Y"]
+    assert sorted(g for g in gids if g.startswith("edge:")) == ["edge:C->X", "edge:C->Y", "edge:S->X"]
+    patches = {patch.get_gid(): patch for patch in ax.patches}
+    assert patches["node:X"].get_linestyle() == "-" and patches["node:S"].get_linestyle() == "--"
+    assert patches["node:X"].get_facecolor() != patches["node:S"].get_facecolor()
+    texts = [t.get_text() for t in ax.texts]
+    assert {"S", "X", "C", "Y", "style"} <= set(texts)
+    assert any("latent" in text for text in texts)
+    arrow = patches["edge:C->X"]
+    (start, end) = arrow._posA_posB
+    assert tuple(start) == (2.0, 0.0) and tuple(end) == (1.0, 0.0)  # drawn from cause to effect
+
+
+def test_causal_graph_rejects_unknown_nodes_and_self_loops():
+    with pytest.raises(ValueError, match="do not exist"):
+        plot_causal_graph({"A": (0, 0)}, [("A", "B")])
+    with pytest.raises(ValueError, match="do not exist"):
+        plot_causal_graph({"A": (0, 0)}, [], observed=["B"])
+    with pytest.raises(ValueError, match="two different nodes"):
+        plot_causal_graph({"A": (0, 0)}, [("A", "A")])
+    with pytest.raises(ValueError, match="empty"):
+        plot_causal_graph({}, [])
+
+
+def test_icd_diagram_draws_the_given_matrices_and_both_terms():
+    n = 5
+    rng = np.random.default_rng(0)
+    similarity = rng.uniform(-1, 1, size=(n, n))
+    logits = 4.0 * similarity
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    q = (np.exp(logits) / np.exp(logits).sum(axis=0, keepdims=True)).T
+    fig = plot_icd_diagram(similarity, torch.tensor(p), q)
+    shown = images_of(fig)
+    assert len(shown) == 3
+    np.testing.assert_allclose(shown[0], similarity)
+    np.testing.assert_allclose(shown[1], p)
+    np.testing.assert_allclose(shown[2], q)
+    ax = fig.axes[0]
+    gids = [patch.get_gid() for patch in ax.patches if patch.get_gid()]
+    assert {"box:teacher", "box:student", "box:head_t", "box:head_s"} <= set(gids)
+    assert sum(g.startswith("diagonal:") for g in gids) == n  # the diagonal the contrastive term reads
+    text = " ".join(t.get_text() for t in ax.texts)
+    for needle in ("teacher", "student", "head", "contrastive term", "invariance term", "KL", "softmax of each row",
+                   "softmax of each", "column"):
+        assert needle in text, needle
+
+
+def test_icd_diagram_rejects_mismatched_matrices():
+    with pytest.raises(ValueError, match="square"):
+        plot_icd_diagram(np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="square"):
+        plot_icd_diagram(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)))

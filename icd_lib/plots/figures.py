@@ -249,3 +249,189 @@ def plot_curves(
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curves(
+    runs: Mapping[str, object],
+    xlabel: str = "epoch",
+    ylabel: str = "test top-1 accuracy (%)",
+    title: str | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Figure:
+    """Per-epoch curves, one colour per name: the mean over runs as a line, their range as a band.
+
+    runs: name -> (runs, epochs) values, e.g. the test top-1 of every epoch of each seed's run
+    (a 1-D sequence is one run). Names may have different numbers of epochs; epochs count from 1.
+    The legend says how many runs each curve averages.
+    """
+    if not runs:
+        raise ValueError("runs is empty: give at least one name -> (runs, epochs) values")
+    fig, axes = _new_figure()
+    ax = axes[0, 0]
+    for k, (name, values) in enumerate(runs.items()):
+        array = _to_numpy(values, f"runs[{name!r}]")
+        array = array[None] if array.ndim == 1 else array
+        if array.ndim != 2 or array.size == 0:
+            raise ValueError(f"runs[{name!r}] must be (runs, epochs) values, got shape {array.shape}")
+        epochs = np.arange(1, array.shape[1] + 1)
+        colour = PALETTE[k % len(PALETTE)]
+        count = array.shape[0]
+        label = f"{name} ({count} run{'s' if count > 1 else ''})"
+        ax.plot(epochs, array.mean(axis=0), marker="o", markersize=3, color=colour, label=label)
+        if count > 1:
+            ax.fill_between(epochs, array.min(axis=0), array.max(axis=0), color=colour, alpha=0.2, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_causal_graph(
+    nodes: Mapping[str, tuple[float, float]],
+    edges: Sequence[tuple[str, str]],
+    observed: Sequence[str] = (),
+    notes: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A directed acyclic graph: one circle per node at its (x, y) position, one arrow per edge.
+
+    nodes: label -> position (labels may be mathtext, e.g. ``"$Y_t$"``); edges: (cause, effect)
+    pairs of labels. ``observed`` nodes are filled, the others (latent) drawn with a dashed
+    outline. ``notes``: label -> a short text written under the node.
+    """
+    if not nodes:
+        raise ValueError("nodes is empty: give at least one label -> (x, y)")
+    unknown = sorted({name for edge in edges for name in edge} - set(nodes))
+    unknown += sorted(set(observed) - set(nodes)) + sorted(set(notes or {}) - set(nodes))
+    if unknown:
+        raise ValueError(f"edges, observed or notes name nodes that do not exist: {unknown}")
+    for edge in edges:
+        if len(edge) != 2 or edge[0] == edge[1]:
+            raise ValueError(f"an edge must be a (cause, effect) pair of two different nodes, got {edge!r}")
+    positions = {name: np.asarray(xy, dtype=float) for name, xy in nodes.items()}
+    xs = np.array([p[0] for p in positions.values()])
+    ys = np.array([p[1] for p in positions.values()])
+    radius = 0.32
+    width = max(3.0, 1.3 * (np.ptp(xs) + 1.6))
+    height = max(1.6, 1.3 * (np.ptp(ys) + 1.4) + (0.3 if notes else 0.0))
+    fig, axes = _new_figure(width=width, height=height)
+    ax = axes[0, 0]
+    from matplotlib.patches import Circle, FancyArrowPatch
+
+    for name, (x, y) in positions.items():
+        is_observed = name in observed
+        ax.add_patch(Circle((x, y), radius, facecolor="#D9E8F5" if is_observed else "white",
+                            edgecolor=PALETTE[0], linewidth=1.6, linestyle="-" if is_observed else "--",
+                            zorder=2, gid=f"node:{name}"))
+        ax.text(x, y, name, ha="center", va="center", fontsize=13, zorder=3)
+        if notes and name in notes:
+            ax.text(x, y - radius - 0.12, notes[name], ha="center", va="top", fontsize=9, color="#333333")
+    for cause, effect in edges:
+        ax.add_patch(FancyArrowPatch(positions[cause], positions[effect], arrowstyle="-|>", mutation_scale=16,
+                                     shrinkA=radius * 72 * 1.3, shrinkB=radius * 72 * 1.3, linewidth=1.5,
+                                     color="#333333", zorder=1, gid=f"edge:{cause}->{effect}"))
+    bottom = ys.min() - 0.7 - (0.5 if notes else 0.0)
+    if observed and set(observed) != set(nodes):
+        ax.text(xs.max() + 0.8, bottom, "filled: observed; dashed: latent", ha="right", va="bottom",
+                fontsize=8, color="#555555", gid="text:legend")
+    ax.set_xlim(xs.min() - 0.8, xs.max() + 0.8)
+    ax.set_ylim(bottom, ys.max() + 0.7)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_icd_diagram(similarity, row_softmax, column_softmax, title: str | None = None) -> Figure:
+    """The ICD loss as a diagram: both networks, their projection heads, the n x n similarity
+    matrix of a batch, its row and column softmaxes P and Q, and the two terms read from them.
+
+    similarity: (n, n) cosine similarities S[i, j] between student embedding i and teacher
+    embedding j; row_softmax: P = softmax of each row of s*S + b (student i picks teacher j);
+    column_softmax: Q = softmax of each column, transposed (teacher i picks student j). The three
+    matrices are drawn as given (the chapter computes them); the diagonal of P, which the
+    contrastive term reads, is outlined.
+    """
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+
+    matrices = {"S": _to_numpy(similarity, "similarity"), "P": _to_numpy(row_softmax, "row_softmax"),
+                "Q": _to_numpy(column_softmax, "column_softmax")}
+    shapes = {array.shape for array in matrices.values()}
+    n = matrices["S"].shape[0] if matrices["S"].ndim == 2 else 0
+    if shapes != {(n, n)} or n < 2:
+        raise ValueError(f"similarity, row_softmax and column_softmax must be square (n, n) matrices "
+                         f"of one size n >= 2, got shapes {[a.shape for a in matrices.values()]}")
+
+    fig, axes = _new_figure(width=10.5, height=4.5)
+    ax = axes[0, 0]
+    ax.set_xlim(0, 22.6)
+    ax.set_ylim(0, 9.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, gid):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.08,rounding_size=0.25",
+                                    facecolor=colour, edgecolor="#555555", linewidth=1.0, gid=gid))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+    def arrow(start, end, text=None):
+        ax.annotate("", xy=end, xytext=start,
+                    arrowprops={"arrowstyle": "-|>", "color": "#333333", "linewidth": 1.2, "shrinkA": 2, "shrinkB": 2})
+        if text:
+            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.18, text, ha="center", va="bottom",
+                    fontsize=8, color="#333333")
+
+    def matrix(array, x, y, size, cmap, caption, below=None):
+        ax.imshow(array, cmap=cmap, extent=(x, x + size, y, y + size), origin="upper",
+                  vmin=array.min(), vmax=array.max(), interpolation="nearest")
+        ax.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor="#333333", linewidth=0.8))
+        ax.text(x + size / 2, y + size + 0.15, caption, ha="center", va="bottom", fontsize=8.5)
+        if below:
+            ax.text(x + size / 2, y - 0.15, below, ha="center", va="top", fontsize=8, color="#333333")
+        return size / n
+
+    # Inputs, networks and heads; the teacher path on top, the student path below.
+    box(0.2, 3.8, 1.8, 1.8, "a batch of\n$n$ images\n$x_1,\\dots,x_n$", "#F2F2F2", "box:batch")
+    box(2.9, 6.4, 2.6, 1.6, "teacher $f^T$\n(frozen)", "#FBE3C4", "box:teacher")
+    box(2.9, 1.4, 2.6, 1.6, "student $f^S$\n(trained)", "#D9E8F5", "box:student")
+    box(6.4, 6.4, 2.8, 1.6, "head $W_t$, then\n$\\ell_2$-normalise:\n$z^T_j$ (128-d)", "#FBE3C4", "box:head_t")
+    box(6.4, 1.4, 2.8, 1.6, "head $W_s$, then\n$\\ell_2$-normalise:\n$z^S_i$ (128-d)", "#D9E8F5", "box:head_s")
+    arrow((2.0, 5.1), (2.9, 7.2))
+    arrow((2.0, 4.3), (2.9, 2.2))
+    arrow((5.5, 7.2), (6.4, 7.2), "$f^T(x)$")
+    arrow((5.5, 2.2), (6.4, 2.2), "$f^S(x)$")
+    # The similarity matrix of the batch: row i is student i, column j teacher j.
+    matrix(matrices["S"], 10.4, 3.3, 2.8, "RdBu_r", "$S_{ij} = z^S_i \\cdot z^T_j$\nlogits $L = sS + b$",
+           below="row $i$: student,\ncolumn $j$: teacher")
+    arrow((9.2, 7.0), (10.35, 6.05))
+    arrow((9.2, 2.4), (10.3, 3.4))
+    # Row and column softmaxes.
+    cell = matrix(matrices["P"], 14.6, 5.5, 2.3, "magma", "$P$: softmax of each row\n(student $i$ picks teacher $j$)")
+    for k in range(n):
+        ax.add_patch(Rectangle((14.6 + k * cell, 5.5 + 2.3 - (k + 1) * cell), cell, cell, fill=False,
+                               edgecolor=PALETTE[2], linewidth=1.2, gid=f"diagonal:{k}"))
+    matrix(matrices["Q"], 14.6, 1.1, 2.3, "magma", "$Q$: softmax of each\ncolumn, transposed",
+           below="(teacher $i$ picks student $j$)")
+    arrow((13.2, 5.3), (14.5, 6.4))
+    arrow((13.2, 4.0), (14.5, 2.6))
+    # The two terms and their sum.
+    ax.text(17.5, 6.65, "contrastive term (eq. 9):\n$\\frac{1}{n}\\sum_i -\\log P_{ii}$,\nthe outlined diagonal",
+            ha="left", va="center", fontsize=8.5, gid="text:contrast")
+    ax.text(17.5, 4.2, "invariance term (eq. 11):\n$\\frac{1}{n}\\sum_i \\mathrm{KL}(Q_i \\,\\|\\, P_i)$,\n"
+            "row $i$ of $Q$ against\nrow $i$ of $P$", ha="left", va="center", fontsize=8.5, gid="text:invariance")
+    ax.text(17.5, 1.5, "$L_{ICD} = L_{contrast}$\n$\\quad + \\alpha\\, L_{invariance}$",
+            ha="left", va="center", fontsize=9.5, gid="text:total",
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#EAF4EA", "edgecolor": PALETTE[2]})
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
