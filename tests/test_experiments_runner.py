@@ -120,3 +120,22 @@ def test_committed_records_and_checkpoints_fit_the_size_budget():
     students = [p for p in listed if p.startswith("checkpoints/") and "-teacher-" not in p]
     assert not students, f"student checkpoints are not committed (the records hold what chapters show): {students}"
     assert "results/README.md" in listed and f"{SIZE_BUDGET_MB} MB" in (REPO / "results" / "README.md").read_text()
+
+
+def test_set_on_a_plan_makes_a_variant_of_one_group(tmp_path, capsys):
+    from icd_lib.cli import main
+    from icd_lib.experiments.plans import plan_groups
+
+    variant = {g.name: g for g in plan_groups("smoke", "ablations", ["kd=0.5"])}["ablations"]
+    original = {g.name: g for g in get_plan("smoke")}["ablations"]
+    assert all(dict(s.weights)["kd"] == 0.5 for s in variant.specs)
+    assert dict(variant.specs[0].options) == dict(original.specs[0].options) == {"icd.alpha": 0.0}
+    assert not {s.name for s in variant.specs} & {s.name for s in original.specs}
+    commands = list_commands("smoke", tmp_path, "ablations", ["icd.alpha=0.2"])
+    assert commands and all(c.endswith("--group ablations --set icd.alpha=0.2") for c in commands)
+    with pytest.raises(SystemExit):
+        main(["plan", "smoke", "--status", "--set", "kd=0.5", "--out", str(tmp_path)])
+    assert "name it with --group" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plan", "smoke", "--status", "--group", "invariance", "--set", "kd=0.5", "--out", str(tmp_path)])
+    assert "weight kd=0.5 is not a term of recipe 'student'; its terms: ce" in capsys.readouterr().err

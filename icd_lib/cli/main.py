@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
 
     plan = add("plan", "the book's experiments as a plan: --status, --run, --list or --index I",
-               [common, training])
+               [common, training, recipe])
     plan.add_argument("name", help="plan name: book (the rendered book, CPU), paper (CIFAR-100, GPU) or smoke")
     action = plan.add_mutually_exclusive_group(required=True)
     action.add_argument("--status", action="store_true", help="runs done / running / pending per group and time left")
@@ -257,24 +257,26 @@ def get_seeds(profile: str) -> tuple[int, ...]:
 
 def run_plan_command(args: argparse.Namespace) -> int:
     from icd_lib.experiments import runner
-    from icd_lib.experiments.plans import get_plan, plan_specs
+    from icd_lib.experiments.plans import plan_groups, plan_specs
     from icd_lib.experiments.runs import execute
 
+    variant = dict(group=args.group, assignments=args.assignments)
     if args.status:
         workers = args.workers or runner.default_workers(args.device)
-        print(runner.format_status(args.name, runner.plan_status(args.name, args.out, args.group), workers))
+        print(runner.format_status(args.name, runner.plan_status(args.name, args.out, **variant), workers))
     elif args.list:
-        print("\n".join(runner.list_commands(args.name, args.out, args.group)))
+        print("\n".join(runner.list_commands(args.name, args.out, **variant)))
     elif args.index is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # epochs into the run's log
-        specs = plan_specs(get_plan(args.name))
+        specs = plan_specs(plan_groups(args.name, **variant))
         if args.index >= len(specs):
             raise ValueError(f"plan {args.name} has {len(specs)} runs (indices 0 to {len(specs) - 1}), not {args.index}")
         record = execute(specs[args.index], args.out, args.data_root, args.device, args.fast, not args.quiet)
         print_record(record, args.out)
     else:
         failed = runner.run_plan(args.name, args.out, args.group, args.workers, args.device, args.fast,
-                                 use_worktree=not args.no_worktree, progress=not args.quiet)
+                                 use_worktree=not args.no_worktree, progress=not args.quiet,
+                                 assignments=args.assignments)
         if failed:
             print(f"{len(failed)} run(s) failed: {', '.join(failed)}; their logs are under {args.out}/logs/")
             return 1

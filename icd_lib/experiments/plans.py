@@ -11,11 +11,11 @@ adding its recipe name to the tuple below.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from icd_lib.config import get_profile
-from icd_lib.experiments.spec import RunSpec, SpecError, make_spec
+from icd_lib.experiments.spec import RunSpec, SpecError, check_spec, make_spec, parse_assignments
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,33 @@ def get_plan(name: str) -> list[Group]:
         return PLANS[name]()
     except KeyError:
         raise SpecError(f"unknown plan {name!r}; valid plans: {', '.join(PLANS)}") from None
+
+
+def plan_groups(name: str, group: str | None = None, assignments: Sequence[str] = ()) -> list[Group]:
+    """Plan ``name``'s groups; with ``assignments`` (``--set kd=0.5``, ``--set icd.alpha=0.1``) the
+    runs of ``group`` (which must then be given) carry those overrides too: a variant of the group
+    whose runs have their own names, so the original runs stay as they are."""
+    groups = get_plan(name)
+    if not assignments:
+        return groups
+    if group is None:
+        raise SpecError("--set on a plan changes one group's runs: name it with --group")
+    weights, options = parse_assignments(list(assignments))
+    if group not in {g.name for g in groups}:
+        raise SpecError(f"unknown group {group!r}; this plan's groups: {', '.join(g.name for g in groups)}")
+    return [replace(g, specs=tuple(overridden(s, weights, options) for s in g.specs)) if g.name == group else g
+            for g in groups]
+
+
+def overridden(spec: RunSpec, weights: dict, options: dict) -> RunSpec:
+    """``spec`` with extra weight and option overrides (checked like any spec)."""
+    new = replace(spec, weights=tuple(sorted({**dict(spec.weights), **weights}.items())),
+                  options=tuple(sorted({**dict(spec.options), **options}.items())))
+    try:
+        check_spec(new)
+    except SpecError as err:
+        raise SpecError(f"run {spec.name}: {err}") from None
+    return new
 
 
 def plan_specs(groups: list[Group], group: str | None = None) -> list[RunSpec]:

@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from icd_lib.experiments.lock import is_locked
-from icd_lib.experiments.plans import get_plan, group_of, plan_specs
+from icd_lib.experiments.plans import group_of, plan_groups, plan_specs
 from icd_lib.experiments.runs import checkpoint_dir, is_complete, spec_record_path
 from icd_lib.experiments.spec import RunSpec
 from icd_lib.results.records import load_record
@@ -52,9 +53,11 @@ class GroupStatus:
         return self.done + self.running + self.pending
 
 
-def plan_status(plan: str, out: str | Path = ".", group: str | None = None) -> list[GroupStatus]:
-    """One ``GroupStatus`` per group (teachers first) of plan ``plan`` under ``out``."""
-    groups = get_plan(plan)
+def plan_status(plan: str, out: str | Path = ".", group: str | None = None,
+                assignments: Sequence[str] = ()) -> list[GroupStatus]:
+    """One ``GroupStatus`` per group (teachers first) of plan ``plan`` under ``out``
+    (``assignments``: the ``--set`` variant of ``group``, see ``plan_groups``)."""
+    groups = plan_groups(plan, group, assignments)
     rows: dict[str, dict] = {}
     for spec in plan_specs(groups, group):
         row = rows.setdefault(group_of(groups, spec), {"done": 0, "running": 0, "pending": 0, "times": []})
@@ -94,17 +97,28 @@ def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
     return "\n".join(lines)
 
 
-def worker_command(plan: str, index: int, out: Path, device: str | None, fast: bool) -> list[str]:
+def variant_arguments(group: str | None, assignments: Sequence[str]) -> list[str]:
+    """The ``--group G --set K=V`` a worker needs to see the same plan variant as its runner."""
+    if not assignments:
+        return []
+    return ["--group", str(group)] + [part for item in assignments for part in ("--set", item)]
+
+
+def worker_command(plan: str, index: int, out: Path, device: str | None, fast: bool,
+                   variant: list[str]) -> list[str]:
     command = [sys.executable, "-m", "icd_lib", "plan", plan, "--index", str(index), "--out", str(out), "--quiet"]
-    return command + (["--device", device] if device else []) + (["--fast"] if fast else [])
+    return command + variant + (["--device", device] if device else []) + (["--fast"] if fast else [])
 
 
-def list_commands(plan: str, out: str | Path = ".", group: str | None = None) -> list[str]:
+def list_commands(plan: str, out: str | Path = ".", group: str | None = None,
+                  assignments: Sequence[str] = ()) -> list[str]:
     """One shell command per pending run (for GNU parallel, a SLURM array or any scheduler)."""
-    specs = plan_specs(get_plan(plan))
-    chosen = {s.name for s in plan_specs(get_plan(plan), group)}
+    groups = plan_groups(plan, group, assignments)
+    specs = plan_specs(groups)
+    chosen = {s.name for s in plan_specs(groups, group)}
     out = Path(out)
-    return [shlex.join(["python", "-m", "icd_lib", "plan", plan, "--index", str(i), "--out", str(out)])
+    variant = variant_arguments(group, assignments)
+    return [shlex.join(["python", "-m", "icd_lib", "plan", plan, "--index", str(i), "--out", str(out), *variant])
             for i, spec in enumerate(specs) if spec.name in chosen and run_state(spec, out) != "done"]
 
 
@@ -142,15 +156,26 @@ class Worker:
 
 
 def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers: int | None = None,
-             device: str | None = None, fast: bool = False, use_worktree: bool = True, progress: bool = True) -> list[str]:
-    """Run every pending run of ``plan`` (or of ``group``) under ``out``; return the names that failed."""
+             device: str | None = None, fast: bool = False, use_worktree: bool = True, progress: bool = True,
+             assignments: Sequence[str] = ()) -> list[str]:
+    """Run every pending run of ``plan`` (or of ``group``, or of its ``--set`` variant) under ``out``;
+    return the names that failed."""
     out = Path(out).resolve()
-    groups = get_plan(plan)
+    groups = plan_groups(plan, group, assignments)
     specs = plan_specs(groups)
     chosen = {s.name for s in plan_specs(groups, group)}
     todo = [(i, s) for i, s in enumerate(specs) if s.name in chosen and not is_complete(s, out)]
     workers = workers or default_workers(device)
     code_dir, env = worker_environment(use_worktree, device, workers)
+    variant = variant_arguments(group, assignments)
+
+    def worker_command_for(index: int, spec: RunSpec, log: Path) -> Worker:
+        handle = open(log, "a")
+        process = subprocess.Popen(worker_command(plan, index, out, device, fast, variant), cwd=code_dir, env=env,
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        handle.close()
+        return Worker(spec, process, log)
+
     (out / "logs").mkdir(parents=True, exist_ok=True)
     running: list[Worker] = []
     failed: list[str] = []
@@ -169,7 +194,7 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
                     bar.update(1)
                 else:
                     bar.update(1)
-            launched = launch_ready(todo, running, workers, plan, out, device, fast, code_dir, env, failed)
+            launched = launch_ready(todo, running, workers, worker_command_for, out, failed)
             bar.set_postfix_str(f"{len(running)} running")
             if not launched:
                 time.sleep(POLL_S)
@@ -198,8 +223,8 @@ def worker_environment(use_worktree: bool, device: str | None, workers: int) -> 
     return path, env
 
 
-def launch_ready(todo: list, running: list[Worker], workers: int, plan: str, out: Path, device: str | None,
-                 fast: bool, code_dir: Path | None, env: dict, failed: list[str]) -> bool:
+def launch_ready(todo: list, running: list[Worker], workers: int, start: Callable[[int, RunSpec, Path], Worker],
+                 out: Path, failed: list[str]) -> bool:
     """Start runs whose teacher is complete until ``workers`` run; True if any started."""
     launched = False
     busy = {w.spec.name for w in running}
@@ -217,12 +242,7 @@ def launch_ready(todo: list, running: list[Worker], workers: int, plan: str, out
         todo.remove((index, spec))
         if is_complete(spec, out):
             continue
-        log = out / "logs" / f"{spec.name}.log"
-        handle = open(log, "a")
-        process = subprocess.Popen(worker_command(plan, index, out, device, fast), cwd=code_dir, env=env,
-                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        handle.close()
-        running.append(Worker(spec, process, log))
+        running.append(start(index, spec, out / "logs" / f"{spec.name}.log"))
         launched = True
     return launched
 

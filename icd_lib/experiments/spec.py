@@ -266,12 +266,6 @@ def check_spec(spec: RunSpec) -> None:
         raise SpecError(f"train_size must be a positive integer or None (all), got {spec.train_size!r}")
     if spec.is_teacher and (spec.weights or spec.options or spec.teacher is not None):
         raise SpecError("a teacher run trains with cross-entropy alone: it takes no teacher, weights or options")
-    weights = spec.term_weights()
-    needs_teacher = any(term != "ce" for term in weights)
-    if needs_teacher and spec.teacher is None:
-        raise SpecError(f"recipe {spec.method!r} distils from a teacher: give a teacher model")
-    if not needs_teacher and spec.teacher is not None:
-        raise SpecError(f"recipe {spec.method!r} uses no teacher, but teacher={spec.teacher!r} was given")
     recipe = {} if spec.is_teacher else METHOD_WEIGHTS[spec.method]
     for term, value in spec.weights:
         if term not in recipe:
@@ -280,6 +274,11 @@ def check_spec(spec: RunSpec) -> None:
             raise SpecError(f"weight {term}={value} must be >= 0")
     for key, value in spec.options:
         check_option(spec.method, recipe, key, value)
+    needs_teacher = any(term != "ce" for term in spec.term_weights())
+    if needs_teacher and spec.teacher is None:
+        raise SpecError(f"recipe {spec.method!r} distils from a teacher: give a teacher model")
+    if not needs_teacher and spec.teacher is not None:
+        raise SpecError(f"recipe {spec.method!r} uses no teacher, but teacher={spec.teacher!r} was given")
 
 
 def check_option(method: str, recipe: dict, key: str, value: Value) -> None:
