@@ -123,6 +123,12 @@ METHOD_WEIGHTS: dict[str, dict[str, float]] = {
     "pkt": {"ce": 1.0, "pkt": 30000.0},
     "nst": {"ce": 1.0, "nst": 50.0},
     "crd": {"ce": 1.0, "crd": 0.8},
+    # two-stage methods (an initialisation stage of 30/240 of the epochs first; see the loss modules):
+    # RepDistiller's scripts pass -b 1 (AB), -b 200 (FT), -b 50 (FSP), but its main loop sets the AB
+    # and FSP losses to 0 (helper/loops.py), so for them the init stage is the method: weight 0
+    "ab": {"ce": 1.0, "ab": 0.0},
+    "ft": {"ce": 1.0, "ft": 200.0},
+    "fsp": {"ce": 1.0, "fsp": 0.0},
     "crd+kd": {"ce": 1.0, "kd": 1.0, "crd": 0.8},
     "icd": {"ce": 1.0, "icd": 1.0},
     "icd+kd": {"ce": 1.0, "kd": 1.0, "icd": 1.0},

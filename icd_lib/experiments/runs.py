@@ -182,7 +182,7 @@ def finished_record(spec: RunSpec, out: str | Path) -> RunRecord | None:
     if not path.is_file() or not last.is_file():
         return None
     record = load_record(path)
-    if len(record.history) != spec.epochs or load_checkpoint(last)["epoch"] != spec.epochs:
+    if sum(e.get("stage", "main") == "main" for e in record.history) != spec.epochs or load_checkpoint(last)["epoch"] != spec.epochs:
         return None
     ignore = RESUMABLE_DIFFERENCES | {"fast"}
     check_same_config(record.config, spec.train_config().to_dict(), path, ignore=ignore)

@@ -10,11 +10,19 @@ the optimizer everything it must train besides the student.
 
 The objective is configuration: ``Objective({"ce": 1, "kd": 1, "icd": 1}, ...)`` is the
 paper's eq. 13 with lambda = beta = 1.
+
+Initialisation stages. Some methods (AB, FT, FSP in RepDistiller) first train a few parts alone,
+with a loss of their own, before the main training starts. Such a method returns an ``InitStage``
+from ``init_stage(student)``: the modules the stage trains, its loss, how long it lasts (a
+fraction of the main schedule), its learning rate and the modules that stay frozen afterwards.
+``Objective.init_stage`` gathers the stages of its methods into one; the trainer runs it
+(``icd_lib.train.loop``) without ever knowing which method asked for it.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -23,6 +31,74 @@ from torch import Tensor, nn
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 _REGISTRY: dict[str, Callable[..., "Distiller"]] = {}
+
+StageLoss = Callable[[ModelOutput, "ModelOutput | None"], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class InitStage:
+    """An initialisation stage: epochs that run before the main training, with their own optimizer.
+
+    modules:      what the stage trains. During the stage these are in train mode and everything
+                  else (the student, the objective) in eval mode, so only these modules' parameters
+                  and BatchNorm statistics change. RepDistiller's ``init()`` does the same.
+    loss:         (student outputs, teacher outputs) -> named terms, summed into the stage's loss
+                  (``{"ft.init": ...}``); the teacher's outputs are computed without gradients.
+    fraction:     its length as a fraction of the main schedule: ``epochs(main)`` is
+                  ``max(1, round(fraction * main))`` (RepDistiller: 30 init epochs for 240, 1/8).
+    lr:           its SGD learning rate; None: the run's (momentum and weight decay are the run's).
+    frozen_after: modules that no longer train once the stage is over (FT's paraphraser): the
+                  main optimizer leaves them out, and they stay in eval mode with gradients off.
+    """
+
+    modules: tuple[nn.Module, ...]
+    loss: StageLoss
+    fraction: float = 1 / 8
+    lr: float | None = None
+    frozen_after: tuple[nn.Module, ...] = ()
+
+    def __post_init__(self):
+        if not self.modules:
+            raise ValueError("an InitStage needs at least one module to train")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"an InitStage lasts a fraction in (0, 1] of the main schedule, got {self.fraction}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"an InitStage's learning rate must be positive (or None: the run's), got {self.lr}")
+
+    def epochs(self, main_epochs: int) -> int:
+        """How many epochs the stage lasts before ``main_epochs`` main epochs: at least 1."""
+        return max(1, round(self.fraction * main_epochs))
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The parameters the stage trains, each once, in module order."""
+        return unique_parameters(self.modules)
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The parameters the main training leaves alone."""
+        return unique_parameters(self.frozen_after)
+
+
+def unique_parameters(modules) -> list[nn.Parameter]:
+    """The parameters of ``modules``, each once (by identity), in order."""
+    seen, result = set(), []
+    for module in modules:
+        for parameter in module.parameters():
+            if id(parameter) not in seen:
+                seen.add(id(parameter))
+                result.append(parameter)
+    return result
+
+
+def feature_modules(name: str, student: nn.Module) -> tuple[nn.Module, ...]:
+    """The student's layers up to its classifier: every child module except ``classifier``
+    (RepDistiller's ``get_feat_modules()``), which AB's and FSP's stages train."""
+    children = [(child_name, child) for child_name, child in student.named_children() if child_name != "classifier"]
+    if len(children) == len(list(student.children())):
+        raise ValueError(
+            f"{name}: the student {type(student).__name__} has no 'classifier' submodule, so its feature layers "
+            "cannot be told apart; use a model of icd_lib.models (a FeatureModel)"
+        )
+    return tuple(child for _, child in children)
 
 
 class Distiller(nn.Module):
@@ -45,6 +121,11 @@ class Distiller(nn.Module):
     def set_progress(self, epoch: int, total_epochs: int) -> None:
         """Called by the trainer before each epoch (``epoch`` counts from 0); methods with a
         schedule, such as DKD's warm-up, override it. The default does nothing."""
+
+    def init_stage(self, student: nn.Module) -> InitStage | None:
+        """The initialisation stage the method trains before the main epochs, for ``student``
+        (the model being trained); None (the default): the method has none."""
+        return None
 
     def forward(
         self,
@@ -154,6 +235,36 @@ class Objective(nn.Module):
     @property
     def needs_index(self) -> bool:
         return any(m.needs_index for m in self.methods.values())
+
+    def init_stage(self, student: nn.Module) -> InitStage | None:
+        """The initialisation stages of the methods, as one: None when no method has one.
+
+        Several stages run together (their modules train at once, their losses add up), so they
+        must agree on their length and learning rate (a ValueError otherwise).
+        """
+        stages = {name: stage for name, method in self.methods.items()
+                  if (stage := method.init_stage(student)) is not None}
+        if len(stages) <= 1:
+            return next(iter(stages.values()), None)
+        settings = {name: (stage.fraction, stage.lr) for name, stage in stages.items()}
+        if len(set(settings.values())) > 1:
+            raise ValueError(
+                f"the initialisation stages of {sorted(stages)} run together but differ in (fraction, lr): {settings}; "
+                "give them the same init options"
+            )
+
+        def loss(student_out: ModelOutput, teacher_out: ModelOutput | None) -> dict[str, Tensor]:
+            terms: dict[str, Tensor] = {}
+            for stage in stages.values():
+                terms.update(stage.loss(student_out, teacher_out))
+            return terms
+
+        first = next(iter(stages.values()))
+        return InitStage(
+            modules=tuple(m for stage in stages.values() for m in stage.modules), loss=loss,
+            fraction=first.fraction, lr=first.lr,
+            frozen_after=tuple(m for stage in stages.values() for m in stage.frozen_after),
+        )
 
     def forward(
         self,

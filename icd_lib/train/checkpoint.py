@@ -8,6 +8,10 @@ also holds the weights of the best epoch so far (``best_student``, ``best_epoch`
 ``best.pt`` is derived from it (the best epoch's weights, no optimizer state) and written after
 it, so a kill at any moment leaves ``last.pt`` either the old or the new state, never a mix,
 and ``sync_best_checkpoint`` rewrites a missing or stale ``best.pt`` from it.
+
+A run whose method has an initialisation stage (``icd_lib.losses.base.InitStage``) has history
+entries marked ``"stage": "init"`` before its main epochs; ``epoch`` and ``best_epoch`` count main
+epochs only, and there is no ``best.pt`` until the first main epoch.
 """
 from __future__ import annotations
 
@@ -58,6 +62,22 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
+def is_main_epoch(entry: dict) -> bool:
+    """Whether a history entry is a main epoch (not one of an initialisation stage)."""
+    return entry.get("stage", "main") == "main"
+
+
+def history_through(history: list[dict], main_epoch: int) -> list[dict]:
+    """The entries of ``history`` up to and including main epoch ``main_epoch`` (stage epochs kept)."""
+    kept, seen = [], 0
+    for entry in history:
+        if seen == main_epoch:
+            break
+        kept.append(entry)
+        seen += is_main_epoch(entry)
+    return kept
+
+
 def best_state(last: dict) -> dict:
     """The ``best.pt`` that belongs to the ``last.pt`` dict ``last``: the best epoch's weights."""
     keep = ("config", "history", "best_top1", "best_epoch", "run_info", "teacher_fingerprint")
@@ -65,7 +85,7 @@ def best_state(last: dict) -> dict:
         **{k: last[k] for k in keep if k in last},
         "epoch": last["best_epoch"],
         "student": last["best_student"],
-        "history": last["history"][: last["best_epoch"]],
+        "history": history_through(last["history"], last["best_epoch"]),
     }
 
 
@@ -84,6 +104,8 @@ def sync_best_checkpoint(folder: str | Path) -> Path | None:
         if best_path.is_file() or last["best_top1"] != last["history"][-1]["test_top1"]:
             return None
         last = {**last, "best_student": last["student"], "best_epoch": last["epoch"]}
+    if last["best_student"] is None:  # only initialisation-stage epochs so far: no best epoch yet
+        return None
     if best_path.is_file():
         try:
             if load_checkpoint(best_path)["epoch"] == last["best_epoch"]:

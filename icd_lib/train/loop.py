@@ -18,6 +18,19 @@ with the weights and BatchNorm statistics it checkpoints (DDP keeps the weights 
 each process updates its own running statistics from its own batches), and sends the accuracy to
 the others, so every process returns the same record; rank 0 alone writes checkpoints, the record,
 progress bars and per-epoch logs.
+
+Initialisation stages (``icd_lib.losses.base.InitStage``, declared by methods such as AB, FT and
+FSP): before the main epochs, the loop runs ``stage.epochs(config.epochs)`` stage epochs that
+train only the stage's modules (the rest in eval mode) on the stage's loss, with an SGD optimizer
+of their own (the stage's learning rate, else the run's; the run's momentum and weight decay) and
+no learning-rate schedule. Stage epoch s reads the training data in the order of loader epoch
+``config.epochs + s``, one the main epochs never use, so main epoch e sees the same images in the
+same order as in a run without a stage. Stage epochs are evaluated, logged and checkpointed like
+main epochs (a killed stage resumes exactly); their history entries carry ``"stage": "init"``
+and their own ``epoch`` count from 1. ``epochs``, the best and the last epoch of the record and
+``last.pt``'s ``epoch`` count main epochs only. Afterwards the stage's ``frozen_after`` modules
+are left out of the main optimizer and kept in eval mode without gradients. The loop never
+names a method: it asks the objective for its stage. Stages are single-process only.
 """
 from __future__ import annotations
 
@@ -39,7 +52,7 @@ from icd_lib.config import METHOD_WEIGHTS, get_profile, method_weights
 from icd_lib.data.images import ImageDataset
 from icd_lib.data.loaders import make_loader
 from icd_lib.eval.metrics import accuracy
-from icd_lib.losses.base import Objective
+from icd_lib.losses.base import InitStage, Objective
 from icd_lib.models import probe_shapes
 from icd_lib.results.records import RunRecord, portable_path, provenance, save_record
 from icd_lib.train.checkpoint import (
@@ -47,6 +60,7 @@ from icd_lib.train.checkpoint import (
     best_state,
     capture_rng_state,
     check_same_config,
+    is_main_epoch,
     load_checkpoint,
     load_state,
     remove_stale_temporaries,
@@ -293,10 +307,17 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_loader: Iterable
     test_loader: Iterable
+    stage: InitStage | None = None  # the objective's initialisation stage, if any
+    stage_optimizer: torch.optim.Optimizer | None = None
 
     @property
     def is_main(self) -> bool:
         return self.distributed is None or self.distributed.is_main
+
+    @property
+    def stage_epochs(self) -> int:
+        """How many initialisation-stage epochs precede the main epochs (0 without a stage)."""
+        return 0 if self.stage is None else self.stage.epochs(self.config.epochs)
 
 
 @dataclass
@@ -349,14 +370,26 @@ def prepare_run(config: TrainConfig, student: nn.Module, train_data, test_data, 
         raise ValueError(f"the weights {config.weights} distil from a teacher: pass teacher=<a trained model>")
     if not objective.needs_teacher:
         teacher = None
+    stage, stage_optimizer, frozen = objective.init_stage(student), None, set()
+    if stage is not None:
+        if distributed is not None:
+            raise ValueError(
+                f"the weights {config.weights} include a method with an initialisation stage, which the loop runs in "
+                "a single process only; train this run without torchrun"
+            )
+        frozen = {id(p) for p in stage.frozen_parameters()}
+        stage_optimizer = torch.optim.SGD(
+            stage.parameters(), lr=config.lr if stage.lr is None else stage.lr,
+            momentum=config.momentum, weight_decay=config.weight_decay,
+        )
     optimizer = torch.optim.SGD(
-        [*student.parameters(), *objective.parameters()],
+        [p for p in [*student.parameters(), *objective.parameters()] if id(p) not in frozen],
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.lr_decay_rate)
     forwards = step_modules(student, teacher, objective, settings, distributed)
     return Run(config, device, distributed, settings, student, teacher, objective, forwards, optimizer, scheduler,
-               train_loader, test_loader)
+               train_loader, test_loader, stage, stage_optimizer)
 
 
 def resume(run: Run, last_path: Path) -> Progress:
@@ -369,34 +402,74 @@ def resume(run: Run, last_path: Path) -> Progress:
             f"checkpoint {last_path} was trained with a different teacher (weights differ); resume with "
             "the same teacher checkpoint, or choose another output folder to start a new run"
         )
-    for module, key in ((run.student, "student"), (run.objective, "objective"), (run.optimizer, "optimizer"),
-                        (run.scheduler, "scheduler")):
+    modules = [(run.student, "student"), (run.objective, "objective"), (run.optimizer, "optimizer"),
+               (run.scheduler, "scheduler")]
+    if run.stage_optimizer is not None:
+        require_keys(state, ("stage_optimizer",), last_path)
+        modules.append((run.stage_optimizer, "stage_optimizer"))
+    for module, key in modules:
         load_state(module, state[key], last_path, key)
     restore_rng_state(state["rng"])
-    best_epoch = state.get("best_epoch") or max(state["history"], key=lambda e: e["test_top1"])["epoch"]
-    log.info("resumed %s from %s after epoch %d", run.config.run_name, last_path, len(state["history"]))
+    main = [entry for entry in state["history"] if is_main_epoch(entry)]
+    best_epoch = state.get("best_epoch") or (max(main, key=lambda e: e["test_top1"])["epoch"] if main else 0)
+    log.info("resumed %s from %s after %d epochs", run.config.run_name, last_path, len(state["history"]))
     return Progress(state["history"], state["best_top1"], best_epoch, state.get("best_student"),
                     state["elapsed_s"], state.get("segments", []))
 
 
 def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
     """One pass over the training data: ``{"lr", "train_loss", "terms"}`` (means; global under DDP)."""
-    student_forward, teacher_forward, objective_forward = run.forwards
-    device = run.device
+    _, _, objective_forward = run.forwards
     if hasattr(run.train_loader, "set_epoch"):
         run.train_loader.set_epoch(epoch)
     run.objective.set_progress(epoch, run.config.epochs)
     lr = run.optimizer.param_groups[0]["lr"]
-    loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
     run.student.train()
     run.objective.train()
+    if run.stage is not None:
+        for module in run.stage.frozen_after:
+            module.eval()
+    desc = f"{run.config.run_name} epoch {epoch + 1}/{run.config.epochs}"
+    sums = run_batches(run, run.optimizer, objective_forward, desc, progress)
+    run.scheduler.step()
+    values = epoch_means(run, *sums, f"epoch {epoch + 1}", lr)
+    return {"lr": lr, "train_loss": values[0], "terms": dict(zip(sums[1], values[1:]))}
+
+
+def train_stage_epoch(run: Run, stage_epoch: int, progress: bool) -> dict:
+    """One pass of the initialisation stage: only the stage's modules train (in train mode, the
+    rest in eval mode), on the stage's loss, with the stage's optimizer. Same keys as ``train_one_epoch``."""
+    stage = run.stage
+    if hasattr(run.train_loader, "set_epoch"):
+        run.train_loader.set_epoch(run.config.epochs + stage_epoch)  # an order the main epochs never read
+    lr = run.stage_optimizer.param_groups[0]["lr"]
+    run.student.eval()
+    run.objective.eval()
+    for module in stage.modules:
+        module.train()
+
+    def stage_loss(student_out, teacher_out, labels, index):
+        terms = stage.loss(student_out, teacher_out)
+        return sum(terms.values()), {name: value.detach() for name, value in terms.items()}
+
+    desc = f"{run.config.run_name} init epoch {stage_epoch + 1}/{run.stage_epochs}"
+    sums = run_batches(run, run.stage_optimizer, stage_loss, desc, progress)
+    values = epoch_means(run, *sums, f"initialisation-stage epoch {stage_epoch + 1}", lr)
+    return {"lr": lr, "train_loss": values[0], "terms": dict(zip(sums[1], values[1:]))}
+
+
+def run_batches(run: Run, optimizer: torch.optim.Optimizer, loss_of, desc: str, progress: bool):
+    """One optimizer step per training batch on ``loss_of(student_out, teacher_out, y, index)`` ->
+    (loss, detached terms); returns (loss sum, term sums, images seen), sums still on the device."""
+    student_forward, teacher_forward, _ = run.forwards
+    device = run.device
+    loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
     # iter() exactly once per epoch: given the loader itself, tqdm.auto's bar calls iter() on it
     # twice, which makes an EpochLoader skip to the next epoch's order (and start its workers twice)
     batches = tqdm(
         iter(run.train_loader),
         total=len(run.train_loader) if hasattr(run.train_loader, "__len__") else None,
-        desc=f"{run.config.run_name} epoch {epoch + 1}/{run.config.epochs}",
-        disable=not (progress and run.is_main), leave=False, unit="batch",
+        desc=desc, disable=not (progress and run.is_main), leave=False, unit="batch",
     )
     for batch in batches:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
@@ -407,16 +480,21 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
                 with torch.no_grad():
                     teacher_out = float32_outputs(teacher_forward(x, with_features=True))
             student_out = float32_outputs(student_forward(x, with_features=True))
-        loss, terms = objective_forward(student_out, teacher_out, y, index)
-        run.optimizer.zero_grad(set_to_none=True)
+        loss, terms = loss_of(student_out, teacher_out, y, index)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        run.optimizer.step()
+        optimizer.step()
         n = y.shape[0]
         loss_sum += loss.detach() * n
         for name, value in terms.items():
             term_sums[name] = term_sums.get(name, 0.0) + value * n
         seen += n
-    run.scheduler.step()
+    return loss_sum, term_sums, seen
+
+
+def epoch_means(run: Run, loss_sum: Tensor, term_sums: dict, seen: int, what: str, lr: float) -> list[float]:
+    """[mean loss, mean of each term] over the epoch's images (global under DDP), read in one host
+    sync; ValueError for an empty epoch, FloatingPointError for a non-finite mean."""
     if seen == 0:
         raise ValueError("the training data yielded no batches; is the training set empty?")
     totals = torch.stack([loss_sum, *term_sums.values(), loss_sum.new_tensor(seen)])
@@ -425,17 +503,17 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
     values = totals[:-1].div(totals[-1]).tolist()  # one host sync
     if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(
-            f"{run.config.run_name}: the training loss is not finite in epoch {epoch + 1}; lower the learning "
+            f"{run.config.run_name}: the training loss is not finite in {what}; lower the learning "
             f"rate (now {lr}) or the loss weights {run.config.weights}"
         )
-    return {"lr": lr, "train_loss": values[0], "terms": dict(zip(term_sums, values[1:]))}
+    return values
 
 
 def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_info: dict) -> None:
     """Write ``last.pt`` (with the best epoch's weights), then ``best.pt`` derived from it."""
     last = {
         "config": run.config.to_dict(),
-        "epoch": len(state.history),
+        "epoch": sum(map(is_main_epoch, state.history)),  # main epochs done
         "student": run.student.state_dict(),
         "objective": run.objective.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -450,14 +528,21 @@ def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_i
         "segments": state.segments,
         "run_info": run_info,
     }
+    if run.stage_optimizer is not None:
+        last["stage_optimizer"] = run.stage_optimizer.state_dict()
     save_checkpoint(last, last_path)
-    save_checkpoint(best_state(last), last_path.with_name("best.pt"))
+    if state.best_student is not None:  # none during an initialisation stage
+        save_checkpoint(best_state(last), last_path.with_name("best.pt"))
 
 
-def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: float) -> dict:
-    """Evaluate on the test set and add the epoch to ``state`` (the best weights too, if it is the best)."""
+def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: float, stage: str | None = None) -> dict:
+    """Evaluate on the test set and add the epoch to ``state`` (the best weights too, if it is the best).
+
+    ``stage="init"``: an initialisation-stage epoch, marked so and never the best epoch.
+    """
     test = evaluate_test_set(run.student, run.test_loader, run.distributed)
     entry = {
+        **({"stage": stage} if stage is not None else {}),
         "epoch": epoch + 1,
         **trained,
         "test_top1": test["top1"],
@@ -465,7 +550,7 @@ def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: flo
         "epoch_time_s": time.perf_counter() - started,
     }
     state.history.append(entry)
-    if entry["test_top1"] > state.best_top1:  # the first of equal maxima stays the best
+    if stage is None and entry["test_top1"] > state.best_top1:  # the first of equal maxima stays the best
         state.best_top1, state.best_epoch = entry["test_top1"], epoch + 1
         state.best_student = {k: v.detach().clone() for k, v in run.student.state_dict().items()}
     return entry
@@ -476,15 +561,19 @@ def log_epoch(run: Run, entry: dict, progress: bool) -> None:
         return
     summary = f"loss {entry['train_loss']:.4f}  top1 {entry['test_top1']:.2f}  top5 {entry['test_top5']:.2f}"
     name, epochs = run.config.run_name, run.config.epochs
+    if not is_main_epoch(entry):
+        name, epochs = f"{name} {entry['stage']}", run.stage_epochs
     log.info("%s epoch %d/%d: %s  lr %.4g  %.1fs", name, entry["epoch"], epochs, summary, entry["lr"], entry["epoch_time_s"])
     if progress:
         tqdm.write(f"{name} epoch {entry['epoch']}/{epochs}: {summary}  ({entry['epoch_time_s']:.1f}s)")
 
 
-def segment_info(run: Run, from_epoch: int) -> dict:
-    """Who trains this segment of the run: the epoch it starts from, the code's commit, the device."""
+def segment_info(run: Run, from_epoch: int, from_stage_epoch: int | None = None) -> dict:
+    """Who trains this segment of the run: the (main) epoch it starts from, the code's commit, the
+    device; for a run with an initialisation stage also the stage epoch it starts from."""
     info = provenance()
-    return {"from_epoch": from_epoch, "git_commit": info["git_commit"], "git_dirty": info["git_dirty"],
+    stage = {} if from_stage_epoch is None else {"from_stage_epoch": from_stage_epoch}
+    return {"from_epoch": from_epoch, **stage, "git_commit": info["git_commit"], "git_dirty": info["git_dirty"],
             "device": run_device_description(run), "created": info["created"]}
 
 
@@ -496,8 +585,9 @@ def run_device_description(run: Run) -> str:
 def make_record(run: Run, state: Progress, run_info: dict, wall_time: float, train_data, test_data,
                 out_dir: Path | None, results_dir: str | Path | None) -> RunRecord:
     config = run.config
-    best = state.history[state.best_epoch - 1]
-    last = state.history[-1]
+    main = [entry for entry in state.history if is_main_epoch(entry)]
+    best = main[state.best_epoch - 1]
+    last = main[-1]
     info = dict(run_info)
     if out_dir is None:
         checkpoint_dir = None
@@ -555,17 +645,28 @@ def train(
     state = Progress()
     if resume_from_last and last_path is not None and last_path.exists():
         state = resume(run, last_path)
-    if len(state.history) < config.epochs:
-        state.segments.append(segment_info(run, len(state.history)))
+    main_done = sum(map(is_main_epoch, state.history))
+    stage_done = len(state.history) - main_done
+    if main_done < config.epochs:
+        state.segments.append(segment_info(run, main_done, stage_done if run.stage is not None else None))
     segment_start = time.perf_counter()
-    for epoch in range(len(state.history), config.epochs):
-        started = time.perf_counter()
-        entry = end_epoch(run, state, epoch, train_one_epoch(run, epoch, progress), started)
+
+    def finish_epoch(entry: dict) -> None:
         if last_path is not None and run.is_main:
             save_epoch(run, state, last_path, state.elapsed_before + time.perf_counter() - segment_start, run_info)
         log_epoch(run, entry, progress)
         if on_epoch_end is not None:
             on_epoch_end(entry)
+
+    for stage_epoch in range(stage_done, run.stage_epochs):
+        started = time.perf_counter()
+        finish_epoch(end_epoch(run, state, stage_epoch, train_stage_epoch(run, stage_epoch, progress), started, "init"))
+    if run.stage is not None:
+        for parameter in run.stage.frozen_parameters():
+            parameter.requires_grad_(False)  # the main optimizer leaves them out; no gradients either
+    for epoch in range(main_done, config.epochs):
+        started = time.perf_counter()
+        finish_epoch(end_epoch(run, state, epoch, train_one_epoch(run, epoch, progress), started))
     if last_path is not None and run.is_main:
         sync_best_checkpoint(last_path.parent)
     wall_time = state.elapsed_before + time.perf_counter() - segment_start
