@@ -52,7 +52,7 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert list(groups) == ["comparison-a", "ablations", "invariance", "causal", "comparison-b"]
     methods_a = {s.method for s in groups["comparison-a"].specs}
     assert {"student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "crd+kd", "icd",
-            "icd+kd", "dkd", "kd+ls", "dkd+ls"} <= methods_a
+            "icd+kd", "ab", "ft", "fsp", "dkd", "kd+ls", "dkd+ls", "wsld", "dist"} <= methods_a
     assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items() if name != "causal")
     alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
     assert alphas == {0.0, 0.1, 1.0, 2.0, 5.0}  # 0.5 is the comparison's icd+kd run

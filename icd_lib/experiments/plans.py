@@ -29,7 +29,7 @@ class Group:
 
 # The comparison of paper Tables 1-2, as recipes of icd_lib.config.METHOD_WEIGHTS.
 COMPARISON_A = ("student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst",
-                "crd", "crd+kd", "icd", "icd+kd",
+                "crd", "crd+kd", "icd", "icd+kd", "ab", "ft", "fsp",
                 "dkd", "kd+ls", "dkd+ls", "wsld", "dist")  # later logit methods, beyond the paper
 COMPARISON_B = ("student", "kd", "crd", "crd+kd", "icd", "icd+kd", "dkd", "dkd+ls")
 PAPER_METHODS = ("student", "kd", "crd", "crd+kd", "icd", "icd+kd", "dkd", "dkd+ls")
