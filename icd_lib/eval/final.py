@@ -3,8 +3,9 @@
 Chapters read these numbers instead of loading student checkpoints:
 
 - ``class_mean_logits`` (K, K) of the trained model on the test set, and the teacher's
-  (``teacher_class_mean_logits``) for a student: the correlation figure (paper Fig. 1) and its
-  summary ``logit_difference`` (mean off-diagonal |S - T|);
+  (``teacher_class_mean_logits``) for a student (a plain student is measured against the
+  profile's teacher): the correlation figure (paper Fig. 1) and its summary
+  ``logit_difference`` (mean off-diagonal |S - T|);
 - ``probe``: a linear probe of the frozen pooled features on the offline transfer task
   (``icd_lib.data.transfer``; paper Sec. 4.4 / Table 4);
 - ``style`` on content/style data: style sensitivity of the model (flip rate, TV distance,

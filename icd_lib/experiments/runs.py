@@ -26,7 +26,7 @@ from icd_lib.config import get_profile
 from icd_lib.data import ImageDataset, dataset_info, load_dataset
 from icd_lib.eval.final import final_evaluation
 from icd_lib.experiments.lock import RunLock
-from icd_lib.experiments.spec import RunSpec
+from icd_lib.experiments.spec import TEACHER, RunSpec, make_spec
 from icd_lib.models import build_model
 from icd_lib.results.records import RECORD_FORMAT, RunRecord, load_record, portable_path, provenance, record_path, save_record
 from icd_lib.train.checkpoint import CheckpointError, check_same_config, load_checkpoint, load_state, sync_best_checkpoint
@@ -167,11 +167,31 @@ def execute(
             record = train_spec(spec, train_set, test_set, teacher, out, device, fast, progress, distributed)
         if not is_main:
             return record
-        model, _ = load_trained(checkpoint_dir(out, spec) / "last.pt", spec.dataset, spec.student, device)
-        record.evaluation = final_evaluation(model, teacher.model if teacher else None, test_set, spec.dataset)
-        record.evaluated_commit = provenance()["git_commit"]
-        save_record(record, results_dir(out))
-        return record
+        return evaluate_record(spec, record, teacher, test_set, out, device)
+
+
+def reference_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> Teacher | None:
+    """The teacher a student is measured against: its own, or for a plain student the profile's
+    teacher of the same dataset (when that run is complete), so the correlation figure and the
+    eq. 3 distance have a plain-student baseline. None for teachers."""
+    if spec.is_teacher:
+        return None
+    if spec.teacher is not None:
+        return load_teacher(spec.teacher_spec(), out, device)
+    teacher = make_spec(spec.profile, TEACHER, dataset=spec.dataset,
+                        style_mode=None if spec.style_mode is None else "random")
+    return load_teacher(teacher, out, device) if is_complete(teacher, out) else None
+
+
+def evaluate_record(spec: RunSpec, record: RunRecord, teacher: Teacher | None, test_set: ImageDataset,
+                    out: str | Path, device: str | None = None) -> RunRecord:
+    """Measure ``record``'s final evaluation from the run's ``last.pt`` and save the record."""
+    model, _ = load_trained(checkpoint_dir(out, spec) / "last.pt", spec.dataset, spec.student, device)
+    teacher = teacher or reference_teacher(spec, out, device)
+    record.evaluation = final_evaluation(model, teacher.model if teacher else None, test_set, spec.dataset)
+    record.evaluated_commit = provenance()["git_commit"]
+    save_record(record, results_dir(out))
+    return record
 
 
 def finished_record(spec: RunSpec, out: str | Path) -> RunRecord | None:
@@ -226,7 +246,6 @@ def evaluate(checkpoint: str | Path, profile: str, model: str | None = None, tea
     """
     from icd_lib.eval.metrics import accuracy, logit_correlation_difference, predict_logits
     from icd_lib.data import make_loader
-    from icd_lib.experiments.spec import make_spec
 
     dataset = load_checkpoint(checkpoint).get("run_info", {}).get("dataset") or get_profile(profile).dataset
     network, _ = load_trained(checkpoint, dataset, model, device)
