@@ -32,9 +32,10 @@ class RunRecord:
     """What one training run did and measured. Accuracies are percentages.
 
     ``history`` has one dict per epoch: ``epoch``, ``lr``, ``train_loss``, ``terms`` (mean of every
-    named loss term, unweighted), ``test_top1``, ``test_top5``, ``epoch_time_s``.
-    ``best_*`` is the epoch with the highest test top-1 (the paper's protocol), ``last_*`` the final
-    epoch. ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
+    named loss term, unweighted), ``test_top1``, ``test_top5``, ``epoch_time_s``; a method with an
+    initialisation stage (AB, FT, FSP) has its stage epochs first, marked ``"stage": "init"``.
+    ``best_*`` is the main epoch with the highest test top-1 (selected on the test set, shown
+    only beside the last), ``last_*`` the final epoch (the book's primary number). ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
     over the segments of a resumed run; data loading and model building before it are not counted.
     """
 
