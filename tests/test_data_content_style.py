@@ -220,3 +220,14 @@ def test_fashion_mnist_content(tmp_path):
     expected = torch.zeros(32, 32)
     expected[2:30, 2:30] = ds.content[0].float() / 255
     torch.testing.assert_close(image[1], expected, atol=1e-5, rtol=0)
+
+
+def test_the_styled_transfer_digits_are_the_digits_in_random_style():
+    from icd_lib.data.transfer import styled_transfer_digits, transfer_digits
+
+    grey, styled = transfer_digits(False, "fashion_mnist"), styled_transfer_digits(False, "fashion_mnist")
+    assert len(grey) == len(styled) == 359 and torch.equal(grey.labels, styled.labels)
+    assert styled.images.shape[1:] == (3, 32, 32) and grey.images.shape[1:] == (1, 32, 32)
+    colours = styled.images.float().mean(dim=(2, 3))  # (n, 3): a random foreground and background per image
+    assert (colours.std(dim=0) > 5).all()
+    assert torch.equal(styled.images, styled_transfer_digits(False, "fashion_mnist").images)  # fixed styles

@@ -61,6 +61,8 @@ def test_the_record_holds_the_final_evaluation(tmp_path):
     difference.fill_diagonal_(0)
     assert evaluation["logit_difference"] == pytest.approx(float(difference.sum() / 90))
     assert evaluation["probe"]["task"] == "digits" and 10 < evaluation["probe"]["test_top1"] <= 100
+    assert evaluation["probe_styled"]["task"] == "digits in random style"
+    assert 0 < evaluation["probe_styled"]["test_top1"] <= 100
     style = evaluation["style"]
     assert 0 <= style["flip_rate"] <= 1 and 0 <= style["tv_distance"] <= 1
     assert 0 <= style["tv_to_teacher_same_style"] <= 1 and 0 <= style["tv_to_teacher_new_style"] <= 1

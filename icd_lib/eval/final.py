@@ -6,8 +6,9 @@ Chapters read these numbers instead of loading student checkpoints:
   (``teacher_class_mean_logits``) for a student (a plain student is measured against the
   profile's teacher): the correlation figure (paper Fig. 1) and its summary
   ``logit_difference`` (mean off-diagonal |S - T|);
-- ``probe``: a linear probe of the frozen pooled features on the offline transfer task
-  (``icd_lib.data.transfer``; paper Sec. 4.4 / Table 4);
+- ``probe`` and ``probe_styled``: linear probes of the frozen pooled features on the offline
+  transfer tasks, grey digits and the same digits in random style (``icd_lib.data.transfer``;
+  paper Sec. 4.4 / Table 4);
 - ``style`` on content/style data: style sensitivity of the model (flip rate, TV distance,
   accuracy before and after a random restyle) and, for a student, the distance between the
   teacher's prediction on an image and the student's on the same content in a new style
@@ -23,7 +24,7 @@ from torch import nn
 from icd_lib.data.content_style import ContentStyleDataset
 from icd_lib.data.images import ImageDataset
 from icd_lib.data.loaders import make_loader
-from icd_lib.data.transfer import TRANSFER_TASK, transfer_digits
+from icd_lib.data.transfer import STYLED_TRANSFER_TASK, TRANSFER_TASK, styled_transfer_digits, transfer_digits
 from icd_lib.eval.metrics import class_mean_logits, evaluation_mode, logit_correlation_difference, model_device, predict_logits
 from icd_lib.eval.probe import linear_probe
 from icd_lib.eval.style import restyled_images, style_sensitivity
@@ -42,8 +43,10 @@ def final_evaluation(model: nn.Module, teacher: nn.Module | None, test_set: Imag
         teacher_logits, _ = predict_logits(teacher, loader)
         result["teacher_class_mean_logits"] = class_mean_logits(teacher_logits, labels, k).tolist()
         result["logit_difference"] = logit_correlation_difference(logits, teacher_logits, labels, k).mean_offdiag
-    probe_loaders = [make_loader(transfer_digits(train, dataset), batch_size=256, train=False) for train in (True, False)]
-    result["probe"] = {"task": TRANSFER_TASK, **linear_probe(model, *probe_loaders)}
+    for key, task, make in (("probe", TRANSFER_TASK, transfer_digits),
+                            ("probe_styled", STYLED_TRANSFER_TASK, styled_transfer_digits)):
+        loaders = [make_loader(make(train, dataset), batch_size=256, train=False) for train in (True, False)]
+        result[key] = {"task": task, **linear_probe(model, *loaders)}
     if isinstance(test_set, ContentStyleDataset):
         result["style"] = style_sensitivity(model, test_set, STYLE_INTERVENTIONS, STYLE_ITEMS, seed=0)
         if teacher is not None:
