@@ -48,3 +48,23 @@ def test_an_architecture_mismatch_names_both_models(tmp_path):
     last = runs.checkpoint_dir(tmp_path, TEACHER) / "last.pt"
     with pytest.raises(CheckpointError, match="holds a 'resnet8' model, not 'resnet20'"):
         runs.load_trained(last, "content_style", "resnet20")
+
+
+@pytest.mark.slow
+def test_reevaluate_measures_complete_runs_again_without_training(tmp_path):
+    import json
+
+    from icd_lib.experiments.runner import reevaluate_plan
+
+    runs.execute(make_spec("smoke", "student"), tmp_path, progress=False)  # a run of the smoke plan's comparison-a
+    spec = make_spec("smoke", "student")
+    path = runs.spec_record_path(tmp_path, spec)
+    data = json.loads(path.read_text())
+    full = dict(data["evaluation"])
+    data["evaluation"] = {"probe": full["probe"]}  # as written before the evaluation grew
+    path.write_text(json.dumps(data))
+    history = data["history"]
+    skipped = reevaluate_plan("smoke", tmp_path, group="comparison-a", progress=False)
+    again = json.loads(path.read_text())
+    assert set(again["evaluation"]) == set(full) and again["history"] == history
+    assert skipped == []  # the other runs of the group are not complete here: left alone

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--run", action="store_true", help="run every pending run (resumable, shares work with other runners)")
     action.add_argument("--list", action="store_true", help="print one command per pending run")
     action.add_argument("--index", type=non_negative_int, help="run the I-th run of the plan alone (what --list prints)")
+    action.add_argument("--reevaluate", action="store_true",
+                        help="measure the final evaluation of complete runs again from their last.pt (no training)")
     plan.add_argument("--group", default=None, help="only this group of the plan (e.g. comparison-a)")
     plan.add_argument("--workers", type=positive_int, default=None,
                       help="runs at once (default: one single-threaded run per CPU core; 4 on a GPU)")
@@ -266,6 +268,10 @@ def run_plan_command(args: argparse.Namespace) -> int:
         print(runner.format_status(args.name, runner.plan_status(args.name, args.out, **variant), workers))
     elif args.list:
         print("\n".join(runner.list_commands(args.name, args.out, **variant)))
+    elif args.reevaluate:
+        skipped = runner.reevaluate_plan(args.name, args.out, args.group, progress=not args.quiet)
+        if skipped:
+            print(f"{len(skipped)} complete run(s) have no checkpoint here and keep their evaluation: {', '.join(skipped)}")
     elif args.index is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # epochs into the run's log
         specs = plan_specs(plan_groups(args.name, **variant))

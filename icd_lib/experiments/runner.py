@@ -253,3 +253,22 @@ def done_elsewhere(todo: list, out: Path) -> int:
     for item in finished:
         todo.remove(item)
     return len(finished)
+
+
+def reevaluate_plan(plan: str, out: str | Path = ".", group: str | None = None, progress: bool = True) -> list[str]:
+    """Measure the final evaluation again for every complete run of ``plan`` whose ``last.pt`` is
+    here (after ``icd_lib.eval.final`` has learned a new measurement); no training. Returns the
+    names of the complete runs that could not be re-measured (no checkpoint in this checkout)."""
+    from icd_lib.experiments.lock import RunLock
+    from icd_lib.experiments.runs import evaluate_record, load_test_set
+
+    skipped = []
+    specs = [s for s in plan_specs(plan_groups(plan), group) if is_complete(s, out)]
+    for spec in tqdm(specs, desc=f"re-evaluating plan {plan}", unit="run", disable=not progress):
+        if not (checkpoint_dir(out, spec) / "last.pt").is_file():
+            skipped.append(spec.name)
+            continue
+        with RunLock(checkpoint_dir(out, spec)):
+            record = load_record(spec_record_path(out, spec))
+            evaluate_record(spec, record, None, load_test_set(spec), out)
+    return skipped
