@@ -44,7 +44,7 @@ def test_every_command_has_help(capsys, command):
         (["sweep", "--seeds", "-1"], "must be >= 0"),
         (["evaluate"], "--checkpoint"),
         (["distill", "--device", "foo"], "unknown device 'foo'; use cpu, cuda or cuda:N"),
-        (["plan", "book"], "one of the arguments --status --run --list --index is required"),
+        (["plan", "book"], "one of the arguments --status --run --list --index --reevaluate is required"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(capsys, argv, message):
