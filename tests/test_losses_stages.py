@@ -13,7 +13,7 @@ from icd_lib.losses import InitStage, Objective, build_method
 from icd_lib.outputs import ModelOutput, ModelShapes
 from icd_lib.train.checkpoint import load_checkpoint
 from icd_lib.train.loop import TrainConfig, train
-from train_helpers import NoisyBlobs, TinyNet
+from train_helpers import NoisyBlobs, RecordingBlobs, TinyNet
 
 
 def num(t: torch.Tensor) -> float:
@@ -337,16 +337,6 @@ def test_a_run_killed_during_the_stage_resumes_exactly(tmp_path, method, kill_af
     a_state, c_state = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     for name, value in a_state["objective"].items():
         assert torch.equal(value, c_state["objective"][name]), name
-
-
-class RecordingBlobs(NoisyBlobs):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.visited = []
-
-    def __getitem__(self, index: int):
-        self.visited.append(index)
-        return super().__getitem__(index)
 
 
 def test_stage_epochs_read_orders_the_main_epochs_never_use():

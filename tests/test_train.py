@@ -14,7 +14,7 @@ from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_mode
 from icd_lib.train.loop import TrainConfig, default_lr, train
 from icd_lib.losses import base as loss_registry
 from icd_lib.losses.base import Distiller
-from train_helpers import NoisyBlobs, TinyNet
+from train_helpers import NoisyBlobs, RecordingBlobs, TinyNet
 
 
 class InfiniteTerm(Distiller):
@@ -180,18 +180,6 @@ def test_non_finite_loss_stops_with_advice(monkeypatch):
     data, test = NoisyBlobs(64), NoisyBlobs(32, seed=1)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(config(weights={"test_infinite": 1.0}, epochs=1, milestones=()), TinyNet(), data, test, progress=False)
-
-
-class RecordingBlobs(NoisyBlobs):
-    """NoisyBlobs that notes which items are read, in order."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.visited = []
-
-    def __getitem__(self, index: int):
-        self.visited.append(index)
-        return super().__getitem__(index)
 
 
 def test_epoch_e_reads_the_images_in_epoch_e_order_once():

@@ -39,3 +39,15 @@ class NoisyBlobs(Dataset):
     def __getitem__(self, index: int):
         y = int(self.labels[index])
         return self.patterns[y] + self.noise * torch.randn(3, 8, 8), y, index
+
+
+class RecordingBlobs(NoisyBlobs):
+    """NoisyBlobs that notes which items are read, in order."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.visited = []
+
+    def __getitem__(self, index: int):
+        self.visited.append(index)
+        return super().__getitem__(index)

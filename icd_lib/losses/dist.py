@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icd_lib.losses.base import Distiller, register
-from icd_lib.losses.common import require_outputs, require_teacher
-from icd_lib.losses.dkd import check_logit_pair, check_num_classes
+from icd_lib.losses.common import require_teacher
+from icd_lib.losses.dkd import check_num_classes, teacher_logit_pair
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 PEARSON_EPS = 1e-8
@@ -79,9 +79,7 @@ class DIST(Distiller):
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
-        teacher = require_outputs("dist", teacher)
-        z_s, z_t = student.logits, teacher.logits.detach()
-        check_logit_pair("dist", z_s, z_t)
+        z_s, z_t = teacher_logit_pair("dist", student, teacher)
         if z_s.shape[0] < 2:
             raise ValueError(
                 f"dist: the intra-class relation correlates each class across the batch and needs a batch of "

@@ -75,6 +75,17 @@ def check_logit_pair(name: str, student_logits: Tensor, teacher_logits: Tensor, 
         raise ValueError(f"{name} needs logits over at least {min_classes} classes, got {student_logits.shape[1]}")
 
 
+def teacher_logit_pair(name: str, student: ModelOutput, teacher: ModelOutput | None,
+                       labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(student logits, detached teacher logits), both (n, k), checked; ``labels`` too when given."""
+    teacher = require_outputs(name, teacher)
+    z_s, z_t = student.logits, teacher.logits.detach()
+    check_logit_pair(name, z_s, z_t)
+    if labels is not None:
+        check_class_labels(name, labels, z_s)
+    return z_s, z_t
+
+
 def check_class_labels(name: str, labels: Tensor, logits: Tensor) -> None:
     """Labels must be (n,) integer class indices in [0, k) for (n, k) logits (range checked on CPU)."""
     n, k = logits.shape
@@ -172,10 +183,7 @@ class DKD(Distiller):
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
-        teacher = require_outputs("dkd", teacher)
-        z_s, z_t = student.logits, teacher.logits.detach()
-        check_logit_pair("dkd", z_s, z_t)
-        check_class_labels("dkd", labels, z_s)
+        z_s, z_t = teacher_logit_pair("dkd", student, teacher, labels)
         if self.standardize:
             z_s, z_t = z_score(z_s), z_score(z_t)
         tckd_i, nckd_i = dkd_parts(z_s, z_t, labels, self.temperature)

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icd_lib.losses.base import Distiller, register
-from icd_lib.losses.common import require_outputs, require_teacher
-from icd_lib.losses.dkd import check_class_labels, check_logit_pair, check_num_classes
+from icd_lib.losses.common import require_teacher
+from icd_lib.losses.dkd import check_num_classes, teacher_logit_pair
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 WEIGHT_EPS = 1e-7  # the reference code's guard against a zero teacher cross-entropy
@@ -68,10 +68,7 @@ class WSLD(Distiller):
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:
-        teacher = require_outputs("wsld", teacher)
-        z_s, z_t = student.logits, teacher.logits.detach()
-        check_logit_pair("wsld", z_s, z_t)
-        check_class_labels("wsld", labels, z_s)
+        z_s, z_t = teacher_logit_pair("wsld", student, teacher, labels)
         t = self.temperature
         weights = soft_label_weights(z_s, z_t, labels)
         p_t = F.softmax(z_t / t, dim=1)

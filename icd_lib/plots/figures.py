@@ -38,6 +38,18 @@ def _new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: floa
     return fig, axes
 
 
+def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str | None) -> Figure:
+    """Axis labels, a light grid, the legend and the title; then a tight layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_distributions(
     distributions: Mapping[str, object],
     category_names: Sequence[str] | None = None,
@@ -241,14 +253,7 @@ def plot_curves(
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 def plot_learning_curves(
@@ -280,17 +285,10 @@ def plot_learning_curves(
         ax.plot(epochs, array.mean(axis=0), marker="o", markersize=3, color=colour, label=label)
         if count > 1:
             ax.fill_between(epochs, array.min(axis=0), array.max(axis=0), color=colour, alpha=0.2, linewidth=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title)
 
 
 def plot_causal_graph(
