@@ -165,7 +165,20 @@ def save_full_page_screenshot(driver, path: Path) -> None:
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-# Waits for MathJax to finish typesetting, then reports what a reader sees.
+# Appended to a script that defines report(): calls it once the page and MathJax have finished.
+REPORT_WHEN_TYPESET = """
+const wait = () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(report, report);
+  } else if (document.readyState === 'complete' && !document.querySelector('script[src*="mathjax" i]')) {
+    report();
+  } else {
+    setTimeout(wait, 100);
+  }
+};
+wait();
+"""
+
 INSPECT_PAGE = """
 const done = arguments[arguments.length - 1];
 const report = () => {
@@ -181,17 +194,7 @@ const report = () => {
     links: [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('colab.research.google.com')),
   });
 };
-const wait = () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    MathJax.startup.promise.then(report, report);
-  } else if (document.readyState === 'complete' && !document.querySelector('script[src*="mathjax" i]')) {
-    report();
-  } else {
-    setTimeout(wait, 100);
-  }
-};
-wait();
-"""
+""" + REPORT_WHEN_TYPESET
 
 
 @pytest.mark.parametrize("page", toc_pages())
@@ -260,17 +263,7 @@ const report = () => {
     raw_table_lines: article.innerText.split('\\n').filter(line => /^\\s*\\|.*\\|\\s*$/.test(line)).slice(0, 3),
   });
 };
-const wait = () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    MathJax.startup.promise.then(report, report);
-  } else if (document.readyState === 'complete' && !document.querySelector('script[src*="mathjax" i]')) {
-    report();
-  } else {
-    setTimeout(wait, 100);
-  }
-};
-wait();
-"""
+""" + REPORT_WHEN_TYPESET
 
 
 def inspect_layout(browser, server, page: str) -> dict:
