@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from icd_lib.config import method_options, method_weights
+from icd_lib.config import get_profile, method_options, method_weights
 from icd_lib.experiments.plans import PLANS, get_plan, plan_specs
 from icd_lib.experiments.spec import RunSpec, SpecError, make_spec, parse_assignments
 
@@ -54,6 +54,9 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert {"student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "crd+kd", "icd",
             "icd+kd", "ab", "ft", "fsp", "dkd", "kd+ls", "dkd+ls", "wsld", "dist"} <= methods_a
     assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items() if name != "causal")
+    crd_negatives = {dict(s.options).get("crd.num_negatives") for s in groups["comparison-a"].specs if s.method == "crd"}
+    assert crd_negatives == {None, 4096}  # the default K, and K/N near CIFAR-100's 16384 / 50000
+    assert 4096 / get_profile("book").student_train_size == pytest.approx(16384 / 50_000, abs=0.1)
     alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
     assert alphas == {0.0, 0.1, 1.0, 2.0, 5.0}  # 0.5 is the comparison's icd+kd run
     invariance = groups["invariance"].specs
