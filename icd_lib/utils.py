@@ -6,6 +6,8 @@ import os
 import platform
 import random
 import subprocess
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,37 @@ def is_disk_full(err: BaseException | None) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def wrap_fields(fields: Sequence[str], width: int | None = 88, separator: str = "; ", indent: str = "  ") -> str:
+    """``separator.join(fields)``, broken into lines of at most ``width`` columns at the field
+    boundaries (each broken line keeps the separator's ``;``, continuation lines start with
+    ``indent``). A field longer than a line on its own is broken at its spaces (a word longer than
+    a line is cut). ``width`` None: one line. Joining the stripped lines with spaces gives the one line back.
+    """
+    if width is None:
+        return separator.join(fields)
+    if width <= len(indent) + 1:
+        raise ValueError(f"width {width} leaves no room after the indent of {len(indent)} columns")
+    suffix = separator.rstrip()
+    joiner = separator[len(suffix):]
+    pieces = [f + suffix for f in fields[:-1]] + list(fields[-1:])
+    lines: list[str] = []
+    line = ""
+    for piece in pieces:
+        prefix = indent if lines or line else ""
+        if line and len(line) + len(joiner) + len(piece) <= width:
+            line += joiner + piece
+            continue
+        if line:
+            lines.append(line)
+        if len(prefix) + len(piece) <= width:
+            line = prefix + piece
+        else:
+            lines += textwrap.wrap(piece, width, initial_indent=prefix, subsequent_indent=indent,
+                                   break_on_hyphens=False)
+            line = ""
+    return "\n".join(lines + ([line] if line else []))
 
 
 def git_commit(path: str | Path | None = None) -> str | None:

@@ -54,6 +54,12 @@ def test_status_counts_done_running_and_pending(tmp_path):
     text = format_status("smoke", list(rows.values()), workers=2)
     left = (len(specs) - 3) * 60 / 2 / 60  # minutes: every unfinished run at the measured minute, 2 at a time
     assert f"3/{len(specs)} runs done, 1 running" in text and f"about {left:.0f} min left on 2 worker(s)" in text
+    assert all(len(line) <= 88 for line in text.splitlines())
+    one_line = format_status("smoke", list(rows.values()), workers=2, width=None).splitlines()
+    summary = f"plan smoke: 3/{len(specs)} runs done, 1 running; about {left:.0f} min left on 2 worker(s), from the "
+    assert one_line[-1] == summary + "measured time per run" and len(one_line[-1]) > 88  # so the default wraps it
+    wrapped = text.splitlines()[len(one_line) - 1:]
+    assert len(wrapped) == 2 and " ".join(line.strip() for line in wrapped) == one_line[-1]
 
 
 def test_list_prints_one_command_per_pending_run(tmp_path):

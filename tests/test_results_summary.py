@@ -74,10 +74,50 @@ def test_rows_pool_seeds_per_experiment_and_compare_to_kd():
 
 
 def test_provenance_line_names_plan_seeds_device_and_commit():
-    line = provenance_line([record("kd", 0, 1.0), record("kd", 2, 1.0)], "book", "comparison-a")
+    records = [record("kd", 0, 1.0), record("kd", 2, 1.0)]
+    line = provenance_line(records, "book", "comparison-a", width=None)
     assert line == ("plan book, group comparison-a; 2 runs; profile book; dataset fashion_mnist; seeds 0, 2; "
                     "device cpu (1 threads, x86_64); trained at commit abc1234")
+    assert provenance_line(records, "book", "comparison-a").splitlines() == [
+        "plan book, group comparison-a; 2 runs; profile book; dataset fashion_mnist; seeds 0, 2;",
+        "  device cpu (1 threads, x86_64); trained at commit abc1234"]
 
+
+
+def test_provenance_line_wraps_at_field_boundaries_and_keeps_every_field():
+    records = [record("kd", seed, 1.0) for seed in range(12)]
+    for i, r in enumerate(records):
+        r.git_commit = f"{i:07x}" + "ff"
+        r.device = f"NVIDIA H200 node {i % 4} (141 GiB, driver 550.54)"
+    records[3].git_dirty = True
+    text = provenance_line(records, "paper", "table-1", width=88)
+    lines = text.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 88 for line in lines)
+    assert all(line.startswith("  ") for line in lines[1:]) and not lines[0].startswith(" ")
+    devices = [f"NVIDIA H200 node {i} (141 GiB, driver 550.54)" for i in range(4)]
+    commits = ", ".join(f"{i:07x}" for i in range(12))
+    fields = ["plan paper, group table-1", "12 runs", "profile book", "dataset fashion_mnist",
+              "seeds 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11", f"device {devices[0]}", *devices[1:],
+              f"trained at commits {commits} (with uncommitted changes)"]
+    assert provenance_line(records, "paper", "table-1", width=None) == "; ".join(fields)
+    assert " ".join(line.strip() for line in lines) == "; ".join(fields)
+    for field in fields[:-1]:  # each fits a line, so none is broken
+        assert any(field in line for line in lines)
+    narrow = provenance_line(records, "paper", "table-1", width=40).splitlines()
+    assert all(len(line) <= 40 for line in narrow)  # the commits field is wider: broken at its spaces
+    assert " ".join(line.strip() for line in narrow) == "; ".join(fields)
+
+
+def test_group_status_fits_the_page():
+    from icd_lib.experiments.records import GroupRecords
+
+    group = GroupRecords("book", "comparison-a", [record("kd", s, 1.0) for s in range(3)], ["x"] * 69)
+    lines = group.status().splitlines()
+    assert lines == ["plan book, group comparison-a: 3 of 72 runs recorded;",
+                     "  the rest come from `python -m icd_lib plan book --run --group comparison-a`"]
+    assert group.status(width=None) == " ".join(line.strip() for line in lines)
+    done = GroupRecords("book", "causal", [record("kd", 0, 1.0)], [])
+    assert done.status() == "plan book, group causal: all 1 runs recorded"
 
 @pytest.mark.parametrize("method", ["icd", "icd+kd"])
 def test_the_transcribed_tables_give_the_papers_headline_relative_improvements(method):

@@ -55,3 +55,27 @@ def test_git_dirty_tells_a_changed_tree_from_a_clean_one(tmp_path):
     assert git_dirty(tmp_path) is False and git_commit(tmp_path)
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_dirty(tmp_path) is True
+
+
+def test_wrap_fields_breaks_only_between_fields_and_keeps_every_field():
+    from icd_lib.utils import wrap_fields
+
+    fields = ["a" * 30, "b" * 30, "c" * 30, "d" * 10]
+    text = wrap_fields(fields, width=70)
+    # by hand: "a...; b...;" is 30+1+1+30+1 = 63 columns, adding "; c..." would be 95
+    assert text.splitlines() == [f"{'a' * 30}; {'b' * 30};", f"  {'c' * 30}; {'d' * 10}"]
+    assert wrap_fields(fields, width=None) == "; ".join(fields)
+    assert wrap_fields(["short"], width=10) == "short"
+
+
+def test_wrap_fields_breaks_inside_a_field_only_when_it_is_wider_than_a_line():
+    from icd_lib.utils import wrap_fields
+
+    long = " ".join(f"w{i:02d}" for i in range(30))  # 119 columns
+    fields = ["first", long, "last"]
+    lines = wrap_fields(fields, width=40).splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert lines[0] == "first;" and lines[-1] == "  last"
+    assert " ".join(line.strip() for line in lines) == "; ".join(fields)
+    with pytest.raises(ValueError, match="width 2"):
+        wrap_fields(fields, width=2)

@@ -14,6 +14,7 @@ from icd_lib.experiments.plans import get_plan, plan_specs
 from icd_lib.experiments.runs import execute, is_complete
 from icd_lib.results.records import RunRecord
 from icd_lib.results.summary import plan_records
+from icd_lib.utils import wrap_fields
 
 CHEAP_PROFILES = ("smoke",)
 
@@ -25,13 +26,15 @@ class GroupRecords:
     records: list[RunRecord]
     missing: list[str]
 
-    def status(self) -> str:
-        """One line: how many of the group's runs have records (and what to run for the rest)."""
+    def status(self, width: int | None = 88) -> str:
+        """How many of the group's runs have records (and what to run for the rest), wrapped to
+        ``width`` columns at the ``"; "`` (``icd_lib.utils.wrap_fields``; None: one line)."""
         done, total = len(self.records), len(self.records) + len(self.missing)
         if not self.missing:
-            return f"plan {self.plan}, group {self.group}: all {total} runs recorded"
-        return (f"plan {self.plan}, group {self.group}: {done} of {total} runs recorded; the rest come from "
-                f"`python -m icd_lib plan {self.plan} --run --group {self.group}`")
+            return wrap_fields([f"plan {self.plan}, group {self.group}: all {total} runs recorded"], width)
+        return wrap_fields([f"plan {self.plan}, group {self.group}: {done} of {total} runs recorded",
+                            f"the rest come from `python -m icd_lib plan {self.plan} --run --group {self.group}`"],
+                           width)
 
 
 def group_records(group: str, profile: str | None = None, out: str | Path = ".",

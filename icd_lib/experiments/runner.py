@@ -28,6 +28,7 @@ from icd_lib.experiments.plans import group_of, plan_groups, plan_specs
 from icd_lib.experiments.runs import checkpoint_dir, is_complete, spec_record_path
 from icd_lib.experiments.spec import RunSpec
 from icd_lib.results.records import load_record
+from icd_lib.utils import wrap_fields
 
 EXIT_BUSY = 3  # a worker whose run another process holds
 POLL_S = 2.0
@@ -73,10 +74,12 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
-def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
+def format_status(plan: str, rows: list[GroupStatus], workers: int, width: int | None = 88) -> str:
     """The table ``plan NAME --status`` prints, with the projected time left on ``workers`` workers.
 
     A group without a finished run is projected at the mean time of the other groups' students.
+    The closing summary is wrapped to ``width`` columns at its ``"; "`` (None: one line); the
+    table is 58 columns wide (more only for a group name over 14 characters).
     """
     students = [r.seconds_per_run for r in rows if r.seconds_per_run is not None and r.name != "teachers"]
     measured = students or [r.seconds_per_run for r in rows if r.seconds_per_run is not None]
@@ -93,7 +96,8 @@ def format_status(plan: str, rows: list[GroupStatus], workers: int) -> str:
     done, total = sum(r.done for r in rows), sum(r.total for r in rows)
     left = (f"about {duration(total_left)} left on {workers} worker(s), from the measured time per run"
             if fallback else "time left unknown until a run has finished")
-    lines.append(f"plan {plan}: {done}/{total} runs done, {sum(r.running for r in rows)} running; {left}")
+    lines.append(wrap_fields([f"plan {plan}: {done}/{total} runs done, {sum(r.running for r in rows)} running", left],
+                             width))
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from icd_lib.results.records import RunRecord, load_record, record_path
+from icd_lib.utils import wrap_fields
 
 
 def plan_records(plan: str, group: str, out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
@@ -124,16 +125,23 @@ def compare_to(rows: list[dict], baseline: str, metric: str = "last_top1", confi
             for r in rows]
 
 
-def provenance_line(records: Sequence[RunRecord], plan: str | None = None, group: str | None = None) -> str:
-    """One line saying where the numbers come from: plan group, profile, dataset, seeds, devices, commits."""
+def provenance_line(records: Sequence[RunRecord], plan: str | None = None, group: str | None = None,
+                    width: int | None = 88) -> str:
+    """Where the numbers come from: plan group, profile, dataset, seeds, devices, commits.
+
+    The fields are joined by ``"; "`` and wrapped to ``width`` columns at those boundaries
+    (continuation lines indented two spaces; see ``icd_lib.utils.wrap_fields``); ``width`` None:
+    one line."""
     if not records:
         return "no records yet"
     seeds = sorted({r.seed for r in records})
     devices = sorted({r.device for r in records})
     commits = sorted({(r.git_commit or "?")[:7] for r in records})
     dirty = any(r.git_dirty for r in records)
-    where = f"plan {plan}, group {group}; " if plan else ""
-    return (f"{where}{len(records)} runs; profile {', '.join(sorted({str(r.profile) for r in records}))}; "
-            f"dataset {', '.join(sorted({str(r.dataset) for r in records}))}; seeds {', '.join(map(str, seeds))}; "
-            f"device {'; '.join(devices)}; trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
-            f"{' (with uncommitted changes)' if dirty else ''}")
+    fields = [f"plan {plan}, group {group}"] if plan else []
+    fields += [f"{len(records)} runs", f"profile {', '.join(sorted({str(r.profile) for r in records}))}",
+               f"dataset {', '.join(sorted({str(r.dataset) for r in records}))}", f"seeds {', '.join(map(str, seeds))}",
+               f"device {devices[0]}", *devices[1:],
+               f"trained at commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+               f"{' (with uncommitted changes)' if dirty else ''}"]
+    return wrap_fields(fields, width)
