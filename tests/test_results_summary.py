@@ -12,7 +12,8 @@ from icd_lib.plots import PALETTE
 from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
 from icd_lib.results import RunRecord
 from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
-from icd_lib.results.summary import compare_to, difference_interval, experiment_rows, label, mean_sd, provenance_line
+from icd_lib.results.summary import (compare_to, difference_interval, experiment_rows, label, mean_sd, metric_of,
+                                     provenance_line)
 
 T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463}  # Student's t quantiles, from tables
 
@@ -72,6 +73,32 @@ def test_rows_pool_seeds_per_experiment_and_compare_to_kd():
     assert label(records[-1]) == "icd+kd (kd=0.5)"
     assert mean_sd([2.0]) == (2.0, pytest.approx(float("nan"), nan_ok=True))
 
+
+def test_a_record_without_a_metric_is_left_out_of_that_metric_only():
+    kd = [record("kd", s, v) for s, v in enumerate((87.0, 88.0, 86.0))]
+    kd[0].evaluation["logit_difference"] = 0.25
+    kd[2].evaluation["logit_difference"] = 0.75  # seed 1 has none
+    old = record("student", 0, 80.0)
+    old.evaluation = None  # trained, never evaluated: no evaluation metric at all
+    metrics = ("last_top1", "logit_difference", "probe.test_top1")
+    rows = {r["label"]: r for r in experiment_rows([*kd, old], metrics=metrics)}
+    row = rows["kd"]
+    assert row["n"] == 3 and row["seeds"] == [0, 1, 2]
+    assert (row["last_top1_mean"], row["last_top1_sd"], row["last_top1_n"]) == (87.0, 1.0, 3)
+    assert row["values"]["logit_difference"] == {0: 0.25, 2: 0.75}
+    assert row["logit_difference_n"] == 2 and row["logit_difference_mean"] == 0.5
+    assert row["logit_difference_sd"] == pytest.approx(math.sqrt(0.125))  # (0.25^2 + 0.25^2) / (2 - 1)
+    student = rows["student"]
+    assert student["n"] == 1 and student["last_top1_mean"] == 80.0 and math.isnan(student["last_top1_sd"])
+    for metric in ("logit_difference", "probe.test_top1"):
+        assert student[f"{metric}_n"] == 0 and student["values"][metric] == {}
+        assert math.isnan(student[f"{metric}_mean"]) and math.isnan(student[f"{metric}_sd"])
+    nothing = compare_to(list(rows.values()), "kd", metric="logit_difference")[1]["vs_kd"]
+    assert math.isnan(nothing["difference"]) and nothing["n"] == 0 and not nothing["excludes_zero"]
+    with pytest.raises(KeyError, match="logit_difference"):
+        metric_of(kd[1], "logit_difference")  # the single-record accessor still refuses
+    with pytest.raises(KeyError, match="teacher_top1"):
+        metric_of(kd[1], "teacher_top1")  # a field that is None
 
 def test_provenance_line_names_plan_seeds_device_and_commit():
     records = [record("kd", 0, 1.0), record("kd", 2, 1.0)]

@@ -47,8 +47,12 @@ def label(record: RunRecord) -> str:
 
 
 def metric_of(record: RunRecord, metric: str) -> float:
-    """A record field (``last_top1``) or a dotted path into its evaluation (``probe.test_top1``)."""
+    """A record field (``last_top1``) or a dotted path into its evaluation (``probe.test_top1``).
+
+    A KeyError when the record has no such value (a teacher's ``logit_difference``, a field that is None)."""
     if "." not in metric and hasattr(record, metric):
+        if getattr(record, metric) is None:
+            raise KeyError(f"record {record.name} has no {metric!r} (it is None)")
         return float(getattr(record, metric))
     value = record.evaluation
     for key in metric.split("."):
@@ -58,11 +62,27 @@ def metric_of(record: RunRecord, metric: str) -> float:
     return float(value)
 
 
+def metric_values(records: Iterable[RunRecord], metric: str) -> dict[int, float]:
+    """{seed: ``metric_of`` the record} for the records that have ``metric``; the others are left out."""
+    values = {}
+    for record in records:
+        try:
+            values[record.seed] = metric_of(record, metric)
+        except KeyError:
+            pass
+    return values
+
+
 def experiment_rows(records: Iterable[RunRecord], metrics: Sequence[str] = ("last_top1", "best_top1"),
                     key: Callable[[RunRecord], str] = label) -> list[dict]:
     """One row per experiment (``key`` of its records), in order of first appearance: ``label``,
-    ``n``, ``seeds``, ``values`` (metric -> {seed: value}), and ``<metric>_mean`` / ``_sd``
-    (sample sd, NaN for one run). Two records of one experiment with the same seed are an error."""
+    ``n``, ``seeds``, ``values`` (metric -> {seed: value}), and per metric ``<metric>_mean``,
+    ``<metric>_sd`` (sample sd, NaN for one value) and ``<metric>_n`` (how many values).
+
+    A record without a metric (a teacher's ``logit_difference``, ``probe_styled`` in a record older
+    than it) is left out of that metric only: its row's ``n`` and ``seeds`` still count it, and a
+    metric no record of the row has is NaN with ``_n`` 0. Two records of one experiment with the
+    same seed are an error."""
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
         groups.setdefault(key(record), []).append(record)
@@ -73,9 +93,11 @@ def experiment_rows(records: Iterable[RunRecord], metrics: Sequence[str] = ("las
             raise ValueError(f"experiment {name!r} has repeated seeds {sorted(seeds)}: {[r.name for r in members]}")
         row = {"label": name, "n": len(members), "seeds": sorted(seeds), "values": {}}
         for metric in metrics:
-            values = {r.seed: metric_of(r, metric) for r in members}
+            values = metric_values(members, metric)
             row["values"][metric] = values
-            row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_sd(list(values.values()))
+            summary = mean_sd(list(values.values())) if values else (math.nan, math.nan)
+            row[f"{metric}_mean"], row[f"{metric}_sd"] = summary
+            row[f"{metric}_n"] = len(values)
         rows.append(row)
     return rows
 
@@ -94,8 +116,12 @@ def difference_interval(values: dict[int, float], baseline: dict[int, float], co
     Runs of the same seed share the student's initialisation and the data order, so with at
     least two common seeds the difference is paired over them (t on the per-seed differences);
     otherwise Welch's interval for two independent samples. Returns ``difference``, ``low``,
-    ``high``, ``paired``, ``n``, ``excludes_zero`` (NaN bounds when there are too few runs).
+    ``high``, ``paired``, ``n``, ``excludes_zero`` (NaN bounds when there are too few runs, and
+    a NaN difference too when either side has no value).
     """
+    if not values or not baseline:
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "paired": False, "n": 0,
+                "excludes_zero": False}
     common = sorted(set(values) & set(baseline))
     if len(common) >= 2:
         diffs = np.array([values[s] - baseline[s] for s in common])
