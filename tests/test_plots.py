@@ -141,6 +141,22 @@ def test_heatmaps_share_one_colour_scale_over_all_matrices():
     assert len(fig.axes[0].texts) == 4 and fig.axes[0].texts[3].get_text() == "3.00"
 
 
+def test_heatmaps_label_both_axes_with_the_tick_labels():
+    names = ["T-shirt/top", "Trouser", "Pullover"]
+    fig = plot_heatmaps({"A": np.eye(3), "B": np.ones((3, 3))}, tick_labels=names)
+    for ax in fig.axes[:2]:
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        assert [t.get_text() for t in ax.get_yticklabels()] == names
+        assert list(ax.get_xticks()) == [0, 1, 2] and list(ax.get_yticks()) == [0, 1, 2]
+        assert all(t.get_rotation() == 45 and t.get_fontsize() <= 8 for t in ax.get_xticklabels())
+        assert all(t.get_rotation() == 0 and t.get_fontsize() <= 8 for t in ax.get_yticklabels())
+    plain = plot_heatmaps({"A": np.eye(3)})
+    assert names[0] not in {t.get_text() for t in plain.axes[0].get_xticklabels()}
+    with pytest.raises(ValueError, match=r"tick_labels has 3 labels but matrices\['B'\] is 4 x 4"):
+        plot_heatmaps({"A": np.eye(3), "B": np.eye(4)}, tick_labels=names)
+    with pytest.raises(ValueError, match="3 labels but .* is 3 x 2"):
+        plot_heatmaps({"A": np.ones((3, 2))}, tick_labels=names)
+
 def test_heatmaps_reject_non_matrices():
     with pytest.raises(ValueError, match="2-D"):
         plot_heatmaps({"v": np.zeros(3)})

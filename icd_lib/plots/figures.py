@@ -193,11 +193,14 @@ def plot_heatmaps(
     vmin: float | None = None,
     vmax: float | None = None,
     annotate: bool = False,
+    tick_labels: Sequence[str] | None = None,
 ) -> Figure:
     """Matrices side by side on one shared colour scale, each titled by its name.
 
     matrices: name -> (rows, cols) array. The colour scale spans all matrices unless ``vmin``
-    and ``vmax`` are given; ``annotate`` writes each entry (for small matrices).
+    and ``vmax`` are given; ``annotate`` writes each entry (for small matrices). ``tick_labels``
+    (class names, say) label both axes of every matrix, so each must be (len, len); the x labels
+    are turned 45 degrees so that neighbours do not overlap.
     """
     if not matrices:
         raise ValueError("matrices is empty: give at least one name -> 2-D array")
@@ -205,6 +208,9 @@ def plot_heatmaps(
     for name, array in arrays.items():
         if array.ndim != 2:
             raise ValueError(f"matrices[{name!r}] must be 2-D, got shape {array.shape}")
+        if tick_labels is not None and array.shape != (len(tick_labels),) * 2:
+            raise ValueError(f"tick_labels has {len(tick_labels)} labels but matrices[{name!r}] is "
+                             f"{array.shape[0]} x {array.shape[1]}; give one label per row and column")
     low = min(a.min() for a in arrays.values()) if vmin is None else vmin
     high = max(a.max() for a in arrays.values()) if vmax is None else vmax
 
@@ -215,6 +221,10 @@ def plot_heatmaps(
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        if tick_labels is not None:
+            ticks = range(len(tick_labels))
+            ax.set_xticks(ticks, tick_labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+            ax.set_yticks(ticks, tick_labels, fontsize=7)
         if annotate:
             middle = (low + high) / 2
             for (r, c), value in np.ndenumerate(array):
