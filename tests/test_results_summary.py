@@ -12,7 +12,8 @@ from icd_lib.plots import PALETTE
 from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
 from icd_lib.results import RunRecord
 from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
-from icd_lib.results.summary import (compare_to, difference_interval, experiment_rows, label, mean_sd, metric_of,
+from icd_lib.results.summary import (compare_to, difference_interval, experiment_rows, interval_text, label,
+                                     mean_sd, metric_of, verdict,
                                      provenance_line)
 
 T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463}  # Student's t quantiles, from tables
@@ -54,6 +55,40 @@ def test_welch_interval_when_the_seeds_differ():
     assert not result["excludes_zero"]
     single = difference_interval({0: 1.0}, {1: 2.0})
     assert math.isnan(single["low"]) and not single["excludes_zero"]
+
+
+def interval(difference, low, high, n=3, paired=True):
+    return {"difference": difference, "low": low, "high": high, "paired": paired, "n": n,
+            "excludes_zero": low > 0 or high < 0, "confidence": 0.95}
+
+
+@pytest.mark.parametrize("low, high, expected, text", [
+    (-2.0, -0.5, "lower", "consistent: lower"),
+    (-2.0, -0.5, "higher", "contradicted: lower"),
+    (0.5, 2.0, "lower", "contradicted: higher"),
+    (-0.5, 2.0, "lower", "not resolved: the interval contains 0"),
+    (-0.5, 2.0, "similar", "consistent: no difference detected, though the interval allows up to 2.00"),
+    (0.5, 2.0, "similar", "contradicted: they differ"),
+])
+def test_verdict_reads_the_interval_against_the_claim(low, high, expected, text):
+    assert verdict(interval((low + high) / 2, low, high), expected) == text
+
+
+def test_verdict_and_text_without_an_interval():
+    single = difference_interval({0: 1.0}, {1: 2.0})
+    assert verdict(single, "lower") == "not resolved: too few runs for an interval"
+    assert interval_text(single) == "-1.00 points (n = 1: too few for an interval)"
+    assert interval_text(difference_interval({}, {0: 1.0})) == "no difference: a side has no runs"
+    with pytest.raises(ValueError, match="expected must be"):
+        verdict(single, "better")
+
+
+def test_interval_text_gives_the_numbers_and_the_kind():
+    paired = difference_interval({0: 1.5, 1: 1.6, 2: 1.55}, {0: 1.0, 1: 1.0, 2: 1.0})
+    low, high = paired["low"], paired["high"]
+    assert interval_text(paired) == f"+0.55 points, 95% paired interval [{low:+.2f}, {high:+.2f}], n = 3"
+    welch = difference_interval({0: 1.0, 1: 3.0}, {5: 0.0, 6: 0.0, 7: 3.0}, confidence=0.9)
+    assert "90% unpaired (Welch) interval" in interval_text(welch)
 
 
 def test_rows_pool_seeds_per_experiment_and_compare_to_kd():

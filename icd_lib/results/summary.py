@@ -117,11 +117,11 @@ def difference_interval(values: dict[int, float], baseline: dict[int, float], co
     least two common seeds the difference is paired over them (t on the per-seed differences);
     otherwise Welch's interval for two independent samples. Returns ``difference``, ``low``,
     ``high``, ``paired``, ``n``, ``excludes_zero`` (NaN bounds when there are too few runs, and
-    a NaN difference too when either side has no value).
+    a NaN difference too when either side has no value), and ``confidence``.
     """
     if not values or not baseline:
         return {"difference": math.nan, "low": math.nan, "high": math.nan, "paired": False, "n": 0,
-                "excludes_zero": False}
+                "excludes_zero": False, "confidence": confidence}
     common = sorted(set(values) & set(baseline))
     if len(common) >= 2:
         diffs = np.array([values[s] - baseline[s] for s in common])
@@ -138,7 +138,37 @@ def difference_interval(values: dict[int, float], baseline: dict[int, float], co
             half = stats.t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb)
     low, high = centre - half, centre + half
     return {"difference": centre, "low": low, "high": high, "paired": paired, "n": n,
-            "excludes_zero": bool(low > 0 or high < 0) if not math.isnan(half) else False}
+            "excludes_zero": bool(low > 0 or high < 0) if not math.isnan(half) else False,
+            "confidence": confidence}
+
+
+def interval_text(d: dict, unit: str = "points") -> str:
+    """A ``difference_interval`` in words: "+1.20 points, 95% paired interval [+0.10, +2.30], n = 3"."""
+    if math.isnan(d["difference"]):
+        return "no difference: a side has no runs"
+    if math.isnan(d["low"]):
+        return f"{d['difference']:+.2f} {unit} (n = {d['n']}: too few for an interval)"
+    kind = "paired" if d["paired"] else "unpaired (Welch)"
+    return (f"{d['difference']:+.2f} {unit}, {d['confidence']:.0%} {kind} interval "
+            f"[{d['low']:+.2f}, {d['high']:+.2f}], n = {d['n']}")
+
+
+def verdict(d: dict, expected: str) -> str:
+    """Whether a ``difference_interval`` bears out a claim that the difference is ``expected``:
+    "lower" or "higher" (the interval must exclude 0 on that side), or "similar" (it must not
+    exclude 0; the text then says how large a difference the interval still allows)."""
+    if expected not in ("lower", "higher", "similar"):
+        raise ValueError(f"expected must be 'lower', 'higher' or 'similar', got {expected!r}")
+    if math.isnan(d["low"]):
+        return "not resolved: too few runs for an interval"
+    if expected == "similar":
+        allowed = max(abs(d["low"]), abs(d["high"]))
+        return ("contradicted: they differ" if d["excludes_zero"] else
+                f"consistent: no difference detected, though the interval allows up to {allowed:.2f}")
+    found = "lower" if d["high"] < 0 else "higher" if d["low"] > 0 else None
+    if found is None:
+        return "not resolved: the interval contains 0"
+    return f"{'consistent' if found == expected else 'contradicted'}: {found}"
 
 
 def compare_to(rows: list[dict], baseline: str, metric: str = "last_top1", confidence: float = 0.95) -> list[dict]:
