@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from icd_lib.config import get_profile, method_options, method_weights
-from icd_lib.experiments.plans import PLANS, get_plan, plan_specs
+from icd_lib.experiments.plans import PAPER_METHODS, PAPER_PAIRS_CROSS, PAPER_PAIRS_SAME, PLANS, get_plan, plan_specs
 from icd_lib.experiments.spec import RunSpec, SpecError, make_spec, parse_assignments
 
 
@@ -64,6 +64,23 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert {s.teacher_spec().style_mode for s in invariance if s.teacher} == {"random"}
     assert {s.student for s in groups["comparison-b"].specs} == {"mobilenetv2"}
 
+
+@pytest.mark.parametrize("name, pairs", [("table-1", PAPER_PAIRS_SAME), ("table-2", PAPER_PAIRS_CROSS)])
+def test_the_paper_tables_list_each_run_once_and_every_plain_student(name, pairs):
+    group = {g.name: g for g in get_plan("paper")}[name]
+    names = [s.name for s in group.specs]
+    assert len(names) == len(set(names))
+    seeds = get_profile("paper").seeds
+    plain = [s for s in group.specs if s.method == "student"]
+    assert {(s.student, s.seed) for s in plain} == {(student, seed) for _, student in pairs for seed in seeds}
+    assert all(s.teacher is None for s in plain)
+    students = [student for _, student in pairs]
+    shared = len(students) - len(set(students))  # table 1: resnet20; table 2: mobilenetv2, shufflev1
+    assert shared == {"table-1": 1, "table-2": 2}[name]
+    assert len(names) == (len(pairs) * len(PAPER_METHODS) - shared) * len(seeds)
+    pair_methods = [(s.teacher, s.student, s.method) for s in group.specs if s.seed == seeds[0]]
+    first_pair = [(pairs[0][0], pairs[0][1], m) if m != "student" else (None, pairs[0][1], m) for m in PAPER_METHODS]
+    assert pair_methods[:len(PAPER_METHODS)] == first_pair  # pair by pair, in the recipes' order
 
 def test_train_config_is_the_recipe_with_the_overrides():
     spec = make_spec("book", "icd+kd", weights={"kd": 0.5}, options={"icd.alpha": 0.1}, seed=3)

@@ -94,8 +94,12 @@ PAPER_PAIRS_CROSS = (("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("re
 
 
 def paper_pairs(pairs, methods) -> list[RunSpec]:
-    return [make_spec("paper", method, student=student, **({} if method == "student" else {"teacher": teacher}))
-            for teacher, student in pairs for method in methods]
+    """Every recipe of ``methods`` on every (teacher, student) pair, pair by pair. The plain
+    student has no teacher, so pairs that share a student share its run: it is listed once,
+    where its architecture first appears."""
+    specs = [make_spec("paper", method, student=student, **({} if method == "student" else {"teacher": teacher}))
+             for teacher, student in pairs for method in methods]
+    return list(dict.fromkeys(specs))
 
 
 def paper_plan() -> list[Group]:
