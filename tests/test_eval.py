@@ -10,6 +10,7 @@ from icd_lib.eval import (
     accuracy,
     class_mean_logits,
     linear_probe,
+    class_mean_difference,
     logit_correlation_difference,
     predict_logits,
     relative_improvement,
@@ -76,6 +77,24 @@ def test_logit_correlation_difference_by_hand():
     assert result.mean_offdiag == pytest.approx((1.0 + 3.0 + 0.5) / 6)
     same = logit_correlation_difference(teacher, teacher, labels, 3)
     assert same.mean_offdiag == 0.0
+
+
+def test_class_mean_difference_of_record_matrices_and_its_row_centred_form():
+    teacher = [[4.0, 1.0, 0.0], [0.0, 4.0, 1.0], [1.0, 0.0, 4.0]]
+    student = [[5.0, 3.0, 1.0], [0.0, 4.0, 1.0], [1.0, 0.0, 4.0]]  # row 0: +1, +2, +1
+    raw = class_mean_difference(student, teacher)
+    assert raw.matrix.dtype == torch.float64
+    assert raw.mean_offdiag == pytest.approx((2.0 + 1.0) / 6)
+    # centred rows: S row 0 is (5, 3, 1) - 3 = (2, 0, -2), T row 0 is (4, 1, 0) - 5/3
+    centred = class_mean_difference(student, teacher, centre_rows=True)
+    t0 = [4 - 5 / 3, 1 - 5 / 3, 0 - 5 / 3]
+    assert centred.mean_offdiag == pytest.approx((abs(0 - t0[1]) + abs(-2 - t0[2])) / 6)
+    # a constant added to every logit of a class's images moves the raw difference, not the centred one
+    shifted = [[x + 7.0 for x in student[0]]] + student[1:]
+    assert class_mean_difference(shifted, teacher).mean_offdiag > raw.mean_offdiag + 1
+    assert class_mean_difference(shifted, teacher, centre_rows=True).mean_offdiag == pytest.approx(centred.mean_offdiag)
+    with pytest.raises(ValueError, match=r"square \(C, C\) matrices"):
+        class_mean_difference([[1.0, 2.0]], [[1.0, 2.0]])
 
 
 def test_relative_improvement_reproduces_the_paper():

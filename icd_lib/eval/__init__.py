@@ -3,6 +3,7 @@
 from icd_lib.eval.metrics import (
     LogitDifference,
     accuracy,
+    class_mean_difference,
     class_mean_logits,
     logit_correlation_difference,
     predict_logits,
@@ -14,6 +15,7 @@ from icd_lib.eval.style import style_sensitivity
 __all__ = [
     "LogitDifference",
     "accuracy",
+    "class_mean_difference",
     "class_mean_logits",
     "extract_features",
     "linear_probe",

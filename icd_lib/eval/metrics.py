@@ -103,19 +103,33 @@ class LogitDifference(NamedTuple):
     mean_offdiag: float  # mean of the off-diagonal entries
 
 
+def class_mean_difference(student: Tensor, teacher: Tensor, centre_rows: bool = False) -> LogitDifference:
+    """|S - T| of two (C, C) class-mean logit matrices, diagonal set to zero (paper Fig. 1).
+
+    ``centre_rows``: subtract each row's mean from S and T first, which removes a shift of an
+    image's logits that no softmax sees. Tensors keep their dtype; nested lists (a record's
+    matrices) are read as float64.
+    """
+    s, t = (m if isinstance(m, Tensor) else torch.tensor(m, dtype=torch.float64) for m in (student, teacher))
+    if s.dim() != 2 or s.shape[0] != s.shape[1] or s.shape != t.shape or s.shape[0] < 2:
+        raise ValueError(f"expected two square (C, C) matrices with C >= 2, got {tuple(s.shape)} and {tuple(t.shape)}")
+    if centre_rows:
+        s, t = s - s.mean(1, keepdim=True), t - t.mean(1, keepdim=True)
+    diff = (s - t).abs()
+    diff.fill_diagonal_(0.0)
+    c = diff.shape[0]
+    return LogitDifference(diff, float(diff.sum() / (c * (c - 1))))
+
+
 def logit_correlation_difference(
     student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, num_classes: int, standardize: bool = False
 ) -> LogitDifference:
-    """|S - T| of the class-mean logit matrices of student and teacher, diagonal set to zero (paper Fig. 1).
+    """``class_mean_difference`` of the class-mean logit matrices of student and teacher logits.
 
     Smaller entries mean the student reproduces the teacher's inter-class structure.
     """
-    diff = (
-        class_mean_logits(student_logits, labels, num_classes, standardize)
-        - class_mean_logits(teacher_logits, labels, num_classes, standardize)
-    ).abs()
-    diff.fill_diagonal_(0.0)
-    return LogitDifference(diff, float(diff.sum() / (num_classes * (num_classes - 1))))
+    return class_mean_difference(class_mean_logits(student_logits, labels, num_classes, standardize),
+                                 class_mean_logits(teacher_logits, labels, num_classes, standardize))
 
 
 def relative_improvement(acc_method, acc_kd, acc_vanilla) -> float:
