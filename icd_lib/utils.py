@@ -42,6 +42,15 @@ def device_description(device: torch.device | str | None = None) -> str:
     return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (processes running or waiting for a CPU), or None
+    where the system has none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def is_disk_full(err: BaseException | None) -> bool:
     """Whether ``err`` (or what caused it) is 'no space left on device'; torch wraps it in a RuntimeError."""
     while err is not None:

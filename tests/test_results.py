@@ -38,6 +38,15 @@ def test_a_record_holds_every_provenance_field(tmp_path):
     assert record.git_dirty in (True, False, None) and record.versions["torch"]
 
 
+def test_a_record_written_before_the_host_field_still_loads(tmp_path):
+    old = make_record("old", "kd", 0, 80.0, 79.0).to_dict()
+    del old["host"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    record = load_record(tmp_path / "old.json")
+    assert record.host is None and record.last_top1 == 79.0
+    host = {"cpus": 2, "threads": 1, "load_start": 2.1, "load_end": None}
+    assert load_record(save_record(RunRecord(**{**old, "host": host}), tmp_path)).host == host
+
 def test_load_records_filters_by_field(tmp_path):
     for i, (method, seed) in enumerate([("kd", 0), ("kd", 1), ("icd", 0)]):
         save_record(make_record(f"r{i}", method, seed, 80.0 + i, 79.0), tmp_path)

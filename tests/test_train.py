@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -147,7 +148,26 @@ def test_record_is_complete(tmp_path):
     assert saved["last_top1"] == saved["history"][-1]["test_top1"]
     assert saved["best_top1"] == max(e["test_top1"] for e in saved["history"])
     assert len(saved["history"]) == 2 and saved["wall_time_s"] > 0
+    assert saved["host"]["cpus"] == os.cpu_count() >= 1 and saved["host"]["threads"] == torch.get_num_threads() >= 1
+    for key in ("load_start", "load_end"):
+        value = saved["host"][key]
+        assert (value is None) if not hasattr(os, "getloadavg") else (isinstance(value, float) and 0 <= value < 1000)
     assert RunRecord.from_dict(saved) == record
+
+
+def test_the_record_takes_the_load_when_training_starts_and_when_it_ends(tmp_path, monkeypatch):
+    import icd_lib.results.records as records
+    import icd_lib.train.loop as loop
+
+    seen = []  # calls in order: the start load must be taken before the first epoch, the end after the last
+    monkeypatch.setattr(loop, "load_average", lambda: seen.append("start") or 1.5)
+    monkeypatch.setattr(records, "load_average", lambda: seen.append("end") or 7.25)
+    record = train(config(method="student", epochs=1, milestones=(), run_name="h"),
+                   TinyNet(), NoisyBlobs(32), NoisyBlobs(16, seed=1), results_dir=tmp_path, progress=False,
+                   on_epoch_end=lambda entry: seen.append("epoch"))
+    assert seen == ["start", "epoch", "end"]
+    assert record.host == {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_start": 1.5, "load_end": 7.25}
+    assert load_record(tmp_path / "h.json").host == record.host
 
 
 def test_mismatched_checkpoint_is_a_clear_error(tmp_path):

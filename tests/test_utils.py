@@ -79,3 +79,14 @@ def test_wrap_fields_breaks_inside_a_field_only_when_it_is_wider_than_a_line():
     assert " ".join(line.strip() for line in lines) == "; ".join(fields)
     with pytest.raises(ValueError, match="width 2"):
         wrap_fields(fields, width=2)
+
+
+def test_load_average_is_the_one_minute_load_or_none_without_one(monkeypatch):
+    import os
+
+    from icd_lib.utils import load_average
+
+    if hasattr(os, "getloadavg"):
+        assert abs(load_average() - os.getloadavg()[0]) < 1.0  # the two reads are moments apart
+    monkeypatch.delattr(os, "getloadavg", raising=False)
+    assert load_average() is None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icd_lib.utils import is_disk_full
+from icd_lib.utils import is_disk_full, load_average
 
 RECORD_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
@@ -37,6 +37,8 @@ class RunRecord:
     ``best_*`` is the main epoch with the highest test top-1 (selected on the test set, shown
     only beside the last), ``last_*`` the final epoch (the book's primary number). ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
     over the segments of a resumed run; data loading and model building before it are not counted.
+    ``host`` says whether the machine was shared meanwhile (``host_info``): a load above ``cpus``
+    means runs waited for a CPU, so their times are upper bounds.
     """
 
     name: str
@@ -70,6 +72,7 @@ class RunRecord:
     evaluation: dict | None = None  # the final evaluation (icd_lib.eval.final); None until measured
     evaluated_commit: str | None = None  # the commit that measured ``evaluation``
     segments: list = field(default_factory=list)  # one {"from_epoch", "git_commit", "git_dirty", "device"} per (re)start
+    host: dict | None = None  # host_info() of the segment that finished the run; None in records before it
     format: int = RECORD_FORMAT
 
     def to_dict(self) -> dict:
@@ -129,6 +132,17 @@ def provenance() -> dict:
         "command": " ".join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def host_info(load_start: float | None) -> dict:
+    """The record's ``host``: ``cpus`` (of the machine), ``threads`` (torch's, in this process),
+    ``load_start`` (the 1-minute load average when training started, passed in) and ``load_end``
+    (now). A load counts every process running or waiting for a CPU, this run's included; None
+    where the system has no load average."""
+    import torch
+
+    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_start": load_start,
+            "load_end": load_average()}
 
 
 def portable_path(path: str | Path, results_dir: str | Path) -> str:

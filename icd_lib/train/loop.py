@@ -54,7 +54,7 @@ from icd_lib.data.loaders import make_loader
 from icd_lib.eval.metrics import accuracy
 from icd_lib.losses.base import InitStage, Objective
 from icd_lib.models import probe_shapes
-from icd_lib.results.records import RunRecord, portable_path, provenance, save_record
+from icd_lib.results.records import RunRecord, host_info, portable_path, provenance, save_record
 from icd_lib.train.checkpoint import (
     CheckpointError,
     best_state,
@@ -79,7 +79,7 @@ from icd_lib.train.fast import (
     prepare_models,
     resolve_fast_settings,
 )
-from icd_lib.utils import device_description, get_device, seed_everything
+from icd_lib.utils import device_description, get_device, load_average, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -583,7 +583,7 @@ def run_device_description(run: Run) -> str:
 
 
 def make_record(run: Run, state: Progress, run_info: dict, wall_time: float, train_data, test_data,
-                out_dir: Path | None, results_dir: str | Path | None) -> RunRecord:
+                out_dir: Path | None, results_dir: str | Path | None, load_start: float | None = None) -> RunRecord:
     config = run.config
     main = [entry for entry in state.history if is_main_epoch(entry)]
     best = main[state.best_epoch - 1]
@@ -601,7 +601,7 @@ def make_record(run: Run, state: Progress, run_info: dict, wall_time: float, tra
         device=run_device_description(run),
         train_size=info.pop("train_size", num_examples(train_data)),
         test_size=info.pop("test_size", num_examples(test_data)),
-        checkpoint_dir=checkpoint_dir, segments=state.segments, **info, **provenance(),
+        checkpoint_dir=checkpoint_dir, segments=state.segments, host=host_info(load_start), **info, **provenance(),
     )
 
 
@@ -649,6 +649,7 @@ def train(
     stage_done = len(state.history) - main_done
     if main_done < config.epochs:
         state.segments.append(segment_info(run, main_done, stage_done if run.stage is not None else None))
+    load_start = load_average()
     segment_start = time.perf_counter()
 
     def finish_epoch(entry: dict) -> None:
@@ -671,7 +672,7 @@ def train(
         sync_best_checkpoint(last_path.parent)
     wall_time = state.elapsed_before + time.perf_counter() - segment_start
     record = make_record(run, state, run_info, wall_time, train_data, test_data,
-                         None if out_dir is None else Path(out_dir), results_dir)
+                         None if out_dir is None else Path(out_dir), results_dir, load_start)
     if results_dir is not None and run.is_main:
         save_record(record, results_dir)
     if distributed is not None:
