@@ -12,6 +12,7 @@ from icd_lib.plots import PALETTE
 from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
 from icd_lib.results import RunRecord
 from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
+from icd_lib.experiments.spec import RunSpec
 from icd_lib.results.summary import (compare_to, difference_interval, experiment_rows, interval_text, label,
                                      mean_sd, metric_of, verdict,
                                      provenance_line)
@@ -180,6 +181,32 @@ def test_group_status_fits_the_page():
     assert group.status(width=None) == " ".join(line.strip() for line in lines)
     done = GroupRecords("book", "causal", [record("kd", 0, 1.0)], [])
     assert done.status() == "plan book, group causal: all 1 runs recorded"
+
+def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
+    from dataclasses import replace as changed
+
+    from icd_lib.experiments.records import GroupRecords, MissingRecordsError, comparison_records
+
+    kd, plain = record("kd", 0, 1.0), changed(record("student", 0, 1.0), teacher=None)
+    other = changed(record("kd", 1, 1.0), student="vgg8", teacher="resnet50")
+    missing = ["paper-kd-wrn_16_2-from-wrn_40_2-seed1", "paper-student-wrn_16_2-seed1",
+               "paper-kd-vgg8-from-resnet50-seed1", "paper-kd-resnet8-from-resnet20-seed2"]
+    group = GroupRecords("paper", "table-1", [kd, plain, other], missing)
+    cut = group.on_pair("resnet20", "resnet8")
+    assert cut.records == [kd, plain] and cut.missing == ["paper-kd-resnet8-from-resnet20-seed2"]
+    assert cut.status().startswith("plan paper, group table-1 (resnet20 -> resnet8): 2 of 3 runs")
+    assert cut.require() is cut
+    with pytest.raises(MissingRecordsError, match=r"^plan paper, group table-1 \(a -> b\) has no records yet: run "
+                       r"`python -m icd_lib plan paper --run --group table-1`"):
+        group.on_pair("a", "b").require()
+    paper = comparison_records("B", "paper", out="/nonexistent")
+    assert paper.group == "table-2" and paper.pair == ("vgg13", "mobilenetv2") and not paper.records
+    specs = [RunSpec.from_name(n) for n in paper.missing]
+    assert {s.student for s in specs} == {"mobilenetv2"} and {s.teacher for s in specs} == {None, "vgg13"}
+    assert comparison_records("A", "book", out="/nonexistent").group == "comparison-a"
+    with pytest.raises(ValueError, match="unknown comparison 'C'"):
+        comparison_records("C", "book")
+
 
 @pytest.mark.parametrize("method", ["icd", "icd+kd"])
 def test_the_transcribed_tables_give_the_papers_headline_relative_improvements(method):
