@@ -2,11 +2,14 @@
 clear errors before anything trains."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from icd_lib.config import get_profile, method_options, method_weights
 from icd_lib.experiments.plans import PAPER_METHODS, PAPER_PAIRS_CROSS, PAPER_PAIRS_SAME, PLANS, get_plan, plan_specs
 from icd_lib.experiments.spec import RunSpec, SpecError, make_spec, parse_assignments
+from icd_lib.losses.icd import ICDLoss
 
 
 @pytest.mark.parametrize("spec, name", [
@@ -59,6 +62,8 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert 4096 / get_profile("book").student_train_size == pytest.approx(16384 / 50_000, abs=0.1)
     alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
     assert alphas == {0.0, 0.1, 1.0, 2.0, 5.0}  # 0.5 is the comparison's icd+kd run
+    scales = {dict(s.options).get("icd.max_scale") for s in groups["ablations"].specs} - {None}
+    assert scales == {100.0} and 100.0 > inspect.signature(ICDLoss).parameters["max_scale"].default
     invariance = groups["invariance"].specs
     assert {s.style_mode for s in invariance} == {"spurious"}
     assert {s.teacher_spec().style_mode for s in invariance if s.teacher} == {"random"}
