@@ -59,6 +59,8 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items() if name != "causal")
     crd_negatives = {dict(s.options).get("crd.num_negatives") for s in groups["comparison-a"].specs if s.method == "crd"}
     assert crd_negatives == {None, 4096}  # the default K, and K/N near CIFAR-100's 16384 / 50000
+    crd_weights = {dict(s.weights).get("crd") for s in groups["comparison-a"].specs if s.method == "crd"}
+    assert crd_weights == {None, 0.1} and 0.1 < method_weights("crd")["crd"]
     assert 4096 / get_profile("book").student_train_size == pytest.approx(16384 / 50_000, abs=0.1)
     alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
     assert alphas == {0.0, 0.1, 1.0, 2.0, 5.0}  # 0.5 is the comparison's icd+kd run
