@@ -95,6 +95,10 @@ def test_class_mean_difference_of_record_matrices_and_its_row_centred_form():
     assert class_mean_difference(shifted, teacher, centre_rows=True).mean_offdiag == pytest.approx(centred.mean_offdiag)
     with pytest.raises(ValueError, match=r"square \(C, C\) matrices"):
         class_mean_difference([[1.0, 2.0]], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^the student matrix must be a \(C, C\) tensor or list of equal-length rows"):
+        class_mean_difference([[1.0, 2.0], [1.0]], teacher)
+    half = class_mean_difference(torch.tensor(student, dtype=torch.float16), torch.tensor(teacher, dtype=torch.int64))
+    assert half.matrix.dtype == torch.float64 and half.mean_offdiag == pytest.approx(raw.mean_offdiag)
 
 
 def test_relative_improvement_reproduces_the_paper():

@@ -66,6 +66,7 @@ def interval(difference, low, high, n=3, paired=True):
 @pytest.mark.parametrize("low, high, expected, text", [
     (-2.0, -0.5, "lower", "consistent: lower"),
     (-2.0, -0.5, "higher", "contradicted: lower"),
+    (0.5, 2.0, "higher", "consistent: higher"),
     (0.5, 2.0, "lower", "contradicted: higher"),
     (-0.5, 2.0, "lower", "not resolved: the interval contains 0"),
     (-0.5, 2.0, "similar", "consistent: no difference detected, though the interval allows up to 2.00"),
@@ -79,15 +80,17 @@ def test_verdict_and_text_without_an_interval():
     single = difference_interval({0: 1.0}, {1: 2.0})
     assert verdict(single, "lower") == "not resolved: too few runs for an interval"
     assert interval_text(single) == "-1.00 points (n = 1: too few for an interval)"
-    assert interval_text(difference_interval({}, {0: 1.0})) == "no difference: a side has no runs"
+    assert interval_text(difference_interval({}, {0: 1.0})) == "no comparison: a side has no values"
+    nan = difference_interval({0: math.nan, 1: 1.0, 2: 2.0}, {0: 1.0, 1: 1.0, 2: 1.0})
+    assert interval_text(nan) == "no comparison: a value is NaN (n = 3)"
     with pytest.raises(ValueError, match="expected must be"):
         verdict(single, "better")
 
 
 def test_interval_text_gives_the_numbers_and_the_kind():
     paired = difference_interval({0: 1.5, 1: 1.6, 2: 1.55}, {0: 1.0, 1: 1.0, 2: 1.0})
-    low, high = paired["low"], paired["high"]
-    assert interval_text(paired) == f"+0.55 points, 95% paired interval [{low:+.2f}, {high:+.2f}], n = 3"
+    # per-seed differences 0.5, 0.6, 0.55: sd 0.05, half-width 4.3027 * 0.05 / sqrt(3) = 0.124
+    assert interval_text(paired) == "+0.55 points, 95% paired interval [+0.43, +0.67], n = 3"
     welch = difference_interval({0: 1.0, 1: 3.0}, {5: 0.0, 6: 0.0, 7: 3.0}, confidence=0.9)
     assert "90% unpaired (Welch) interval" in interval_text(welch)
 
@@ -182,6 +185,18 @@ def test_group_status_fits_the_page():
     done = GroupRecords("book", "causal", [record("kd", 0, 1.0)], [])
     assert done.status() == "plan book, group causal: all 1 runs recorded"
 
+def test_rows_refuse_a_metric_no_record_has_and_a_none_value():
+    records = [record("kd", s, 88.0) for s in range(2)]
+    with pytest.raises(KeyError, match=r"no record has the metric 'last_top01'; give a record field \(.*last_top1"):
+        experiment_rows(records, metrics=("last_top01",))
+    with pytest.raises(KeyError, match=r"path into the evaluation \(probe.<key>\)"):
+        experiment_rows(records, metrics=("probe.test_top01",))
+    records[0].evaluation["probe"]["test_top1"] = None
+    with pytest.raises(KeyError, match="has no 'probe.test_top1' \\(it is None\\)"):
+        metric_of(records[0], "probe.test_top1")
+    assert experiment_rows(records, metrics=("probe.test_top1",))[0]["probe.test_top1_n"] == 1
+
+
 def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
     from dataclasses import replace as changed
 
@@ -196,9 +211,13 @@ def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
     assert cut.records == [kd, plain] and cut.missing == ["paper-kd-resnet8-from-resnet20-seed2"]
     assert cut.status().startswith("plan paper, group table-1 (resnet20 -> resnet8): 2 of 3 runs")
     assert cut.require() is cut
-    with pytest.raises(MissingRecordsError, match=r"^plan paper, group table-1 \(a -> b\) has no records yet: run "
-                       r"`python -m icd_lib plan paper --run --group table-1`"):
-        group.on_pair("a", "b").require()
+    unrecorded = GroupRecords("paper", "table-1", [], missing[:2]).on_pair("wrn_40_2", "wrn_16_2")
+    with pytest.raises(MissingRecordsError, match=r"^plan paper, group table-1 \(wrn_40_2 -> wrn_16_2\) has no "
+                       r"records yet: run `python -m icd_lib plan paper --run --group table-1`"):
+        unrecorded.require()
+    with pytest.raises(ValueError, match=r"has no runs of resnet8 distilled from resnet20x; its pairs: "
+                       r"resnet20 -> resnet8, resnet50 -> vgg8, wrn_40_2 -> wrn_16_2$"):
+        group.on_pair("resnet20x", "resnet8")
     paper = comparison_records("B", "paper", out="/nonexistent")
     assert paper.group == "table-2" and paper.pair == ("vgg13", "mobilenetv2") and not paper.records
     specs = [RunSpec.from_name(n) for n in paper.missing]

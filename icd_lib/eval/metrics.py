@@ -103,14 +103,15 @@ class LogitDifference(NamedTuple):
     mean_offdiag: float  # mean of the off-diagonal entries
 
 
-def class_mean_difference(student: Tensor, teacher: Tensor, centre_rows: bool = False) -> LogitDifference:
+def class_mean_difference(student: Tensor | Sequence[Sequence[float]], teacher: Tensor | Sequence[Sequence[float]],
+                          centre_rows: bool = False) -> LogitDifference:
     """|S - T| of two (C, C) class-mean logit matrices, diagonal set to zero (paper Fig. 1).
 
+    Tensors or nested lists (a record's matrices), computed in float64 on the CPU.
     ``centre_rows``: subtract each row's mean from S and T first, which removes a shift of an
-    image's logits that no softmax sees. Tensors keep their dtype; nested lists (a record's
-    matrices) are read as float64.
+    image's logits that no softmax sees.
     """
-    s, t = (m if isinstance(m, Tensor) else torch.tensor(m, dtype=torch.float64) for m in (student, teacher))
+    s, t = (_float64_matrix(m, name) for m, name in ((student, "student"), (teacher, "teacher")))
     if s.dim() != 2 or s.shape[0] != s.shape[1] or s.shape != t.shape or s.shape[0] < 2:
         raise ValueError(f"expected two square (C, C) matrices with C >= 2, got {tuple(s.shape)} and {tuple(t.shape)}")
     if centre_rows:
@@ -119,6 +120,13 @@ def class_mean_difference(student: Tensor, teacher: Tensor, centre_rows: bool = 
     diff.fill_diagonal_(0.0)
     c = diff.shape[0]
     return LogitDifference(diff, float(diff.sum() / (c * (c - 1))))
+
+
+def _float64_matrix(matrix, name: str) -> Tensor:
+    try:
+        return torch.as_tensor(matrix).detach().to("cpu", torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"the {name} matrix must be a (C, C) tensor or list of equal-length rows: {err}") from None
 
 
 def logit_correlation_difference(

@@ -104,8 +104,9 @@ PAPER_PAIRS_CROSS = (("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("re
 
 def paper_pairs(pairs, methods) -> list[RunSpec]:
     """Every recipe of ``methods`` on every (teacher, student) pair, pair by pair. The plain
-    student has no teacher, so pairs that share a student share its run: it is listed once,
-    where its architecture first appears."""
+    student has no teacher, so pairs of one table that share a student share its run: it is
+    listed once, where its architecture first appears. Across tables it is listed in each (vgg8
+    is in both), so each table's records are whole; ``plan_specs`` trains it once."""
     specs = [make_spec("paper", method, student=student, **({} if method == "student" else {"teacher": teacher}))
              for teacher, student in pairs for method in methods]
     return list(dict.fromkeys(specs))

@@ -37,8 +37,10 @@ class RunRecord:
     ``best_*`` is the main epoch with the highest test top-1 (selected on the test set, shown
     only beside the last), ``last_*`` the final epoch (the book's primary number). ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
     over the segments of a resumed run; data loading and model building before it are not counted.
-    ``host`` says whether the machine was shared meanwhile (``host_info``): a load above ``cpus``
-    means runs waited for a CPU, so their times are upper bounds.
+    ``host`` (``host_info``) holds the CPUs, torch's threads and two readings of the 1-minute load
+    average, when the process that finished the run started training and when it wrote the record:
+    for a resumed run, the last segment only. A load above ``cpus`` hints that runs waited for a
+    CPU, so their times are upper bounds; two readings cannot say what happened in between.
     """
 
     name: str

@@ -59,6 +59,8 @@ def metric_of(record: RunRecord, metric: str) -> float:
         if not isinstance(value, dict) or key not in value:
             raise KeyError(f"record {record.name} has no {metric!r} (evaluation keys: {sorted(record.evaluation or {})})")
         value = value[key]
+    if value is None:
+        raise KeyError(f"record {record.name} has no {metric!r} (it is None)")
     return float(value)
 
 
@@ -81,8 +83,16 @@ def experiment_rows(records: Iterable[RunRecord], metrics: Sequence[str] = ("las
 
     A record without a metric (a teacher's ``logit_difference``, ``probe_styled`` in a record older
     than it) is left out of that metric only: its row's ``n`` and ``seeds`` still count it, and a
-    metric no record of the row has is NaN with ``_n`` 0. Two records of one experiment with the
-    same seed are an error."""
+    metric no record of the row has is NaN with ``_n`` 0. A metric that no record at all has (a
+    misspelt name) and two records of one experiment with the same seed are errors."""
+    records = list(records)
+    for metric in metrics:
+        if records and not metric_values(records, metric):
+            first = records[0].to_dict()
+            numbers = sorted(k for k, v in first.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            paths = sorted(f"{k}.<key>" for k in records[0].evaluation or {})
+            raise KeyError(f"no record has the metric {metric!r}; give a record field ({', '.join(numbers)}) "
+                           f"or a path into the evaluation ({', '.join(paths) or 'none recorded'})")
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
         groups.setdefault(key(record), []).append(record)
@@ -144,8 +154,10 @@ def difference_interval(values: dict[int, float], baseline: dict[int, float], co
 
 def interval_text(d: dict, unit: str = "points") -> str:
     """A ``difference_interval`` in words: "+1.20 points, 95% paired interval [+0.10, +2.30], n = 3"."""
+    if d["n"] == 0:
+        return "no comparison: a side has no values"
     if math.isnan(d["difference"]):
-        return "no difference: a side has no runs"
+        return f"no comparison: a value is NaN (n = {d['n']})"
     if math.isnan(d["low"]):
         return f"{d['difference']:+.2f} {unit} (n = {d['n']}: too few for an interval)"
     kind = "paired" if d["paired"] else "unpaired (Welch)"
