@@ -17,6 +17,7 @@ from icd_lib.experiments.plans import get_plan, plan_specs
 from icd_lib.experiments.runner import format_status, list_commands, plan_status
 from icd_lib.experiments.runs import checkpoint_dir, spec_record_path
 from icd_lib.results import RunRecord, load_record, save_record
+from icd_lib.results.records import without_machine_fields
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE_BUDGET_MB = 40  # results/README.md states it
@@ -111,8 +112,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_record(tmp_path):
 
     name = "smoke-kd-resnet8-from-resnet8-seed0-e4"
     a, b = (json.loads((tmp_path / d / "results" / f"{name}.json").read_text()) for d in ("whole", "killed"))
-    strip = lambda history: [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]  # noqa: E731
-    assert strip(a["history"]) == strip(b["history"])
+    assert without_machine_fields(a["history"]) == without_machine_fields(b["history"])
     assert a["evaluation"] == b["evaluation"]
     assert len(b["segments"]) == 2 and b["segments"][1]["from_epoch"] >= 1
 

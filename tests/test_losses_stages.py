@@ -11,6 +11,7 @@ from torch import nn
 
 from icd_lib.losses import InitStage, Objective, build_method
 from icd_lib.outputs import ModelOutput, ModelShapes
+from icd_lib.results.records import without_machine_fields
 from icd_lib.train.checkpoint import load_checkpoint
 from icd_lib.train.loop import TrainConfig, train
 from train_helpers import NoisyBlobs, RecordingBlobs, TinyNet
@@ -246,8 +247,6 @@ def config(method: str, **overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-def without_times(history):
-    return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
 
 
 def states(module: nn.Module) -> dict:
@@ -330,7 +329,7 @@ def test_a_run_killed_during_the_stage_resumes_exactly(tmp_path, method, kill_af
     torch.manual_seed(999)  # another global RNG state: the checkpoint must restore it
     resumed = train(config(method), student_c, data, test, teacher_c, out_dir=tmp_path / "b", progress=False)
 
-    assert without_times(resumed.history) == without_times(straight.history)
+    assert without_machine_fields(resumed.history) == without_machine_fields(straight.history)
     assert resumed.segments[1]["from_stage_epoch"] == kill_after and resumed.segments[1]["from_epoch"] == 0
     for (name, a), (_, b) in zip(student.state_dict().items(), student_c.state_dict().items()):
         assert torch.equal(a, b), name

@@ -11,6 +11,7 @@ import icd_lib.losses.icd  # noqa: F401  (registers "icd")
 import icd_lib.losses.kd  # noqa: F401  (registers "ce" and "kd")
 from icd_lib.data.seeds import derive_seed
 from icd_lib.results import RunRecord, load_record
+from icd_lib.results.records import without_machine_fields
 from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from icd_lib.train.loop import TrainConfig, default_lr, train
 from icd_lib.losses import base as loss_registry
@@ -47,8 +48,6 @@ def config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-def without_times(history):
-    return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
 
 
 def test_config_defaults_are_the_paper_recipe():
@@ -93,7 +92,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     student_c, teacher_c = make_models(student_seed=7)  # fresh, different weights: the checkpoint must overwrite them
     resumed = train(config(), student_c, data, test, teacher_c, out_dir=tmp_path / "b", progress=False)
 
-    assert without_times(resumed.history) == without_times(straight.history)
+    assert without_machine_fields(resumed.history) == without_machine_fields(straight.history)
     assert [e["epoch"] for e in resumed.history] == [1, 2, 3]
     assert resumed.history[2]["lr"] == pytest.approx(0.005)  # decayed after milestone 2
     for (name, a), (_, b) in zip(student.state_dict().items(), student_c.state_dict().items()):
@@ -155,19 +154,22 @@ def test_record_is_complete(tmp_path):
     assert RunRecord.from_dict(saved) == record
 
 
-def test_the_record_takes_the_load_when_training_starts_and_when_it_ends(tmp_path, monkeypatch):
+def test_the_record_takes_the_load_at_the_start_after_every_epoch_and_at_the_end(tmp_path, monkeypatch):
     import icd_lib.results.records as records
     import icd_lib.train.loop as loop
 
-    seen = []  # calls in order: the start load must be taken before the first epoch, the end after the last
-    monkeypatch.setattr(loop, "load_average", lambda: seen.append("start") or 1.5)
+    seen = []  # calls in order: the start load before the first epoch, one per epoch, the end after the last
+    loads = iter([1.5, 2.5, 3.5])
+    monkeypatch.setattr(loop, "load_average", lambda: seen.append("loop") or next(loads))
     monkeypatch.setattr(records, "load_average", lambda: seen.append("end") or 7.25)
-    record = train(config(method="student", epochs=1, milestones=(), run_name="h"),
+    record = train(config(method="student", epochs=2, milestones=(), run_name="h"),
                    TinyNet(), NoisyBlobs(32), NoisyBlobs(16, seed=1), results_dir=tmp_path, progress=False,
                    on_epoch_end=lambda entry: seen.append("epoch"))
-    assert seen == ["start", "epoch", "end"]
+    assert seen == ["loop", "loop", "epoch", "loop", "epoch", "end"]
+    assert [entry["load"] for entry in record.history] == [2.5, 3.5]
     assert record.host == {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_start": 1.5, "load_end": 7.25}
     assert load_record(tmp_path / "h.json").host == record.host
+    assert all("load" not in entry and "epoch_time_s" not in entry for entry in without_machine_fields(record.history))
 
 
 def test_mismatched_checkpoint_is_a_clear_error(tmp_path):

@@ -32,8 +32,10 @@ class RunRecord:
     """What one training run did and measured. Accuracies are percentages.
 
     ``history`` has one dict per epoch: ``epoch``, ``lr``, ``train_loss``, ``terms`` (mean of every
-    named loss term, unweighted), ``test_top1``, ``test_top5``, ``epoch_time_s``; a method with an
-    initialisation stage (AB, FT, FSP) has its stage epochs first, marked ``"stage": "init"``.
+    named loss term, unweighted), ``test_top1``, ``test_top5``, ``epoch_time_s`` and ``load`` (the
+    machine's 1-minute load average at the epoch's end, None where unknown; records before it
+    lack it); a method with an initialisation stage (AB, FT, FSP) has its stage epochs first,
+    marked ``"stage": "init"``. ``MACHINE_FIELDS`` are the entries that depend on the machine.
     ``best_*`` is the main epoch with the highest test top-1 (selected on the test set, shown
     only beside the last), ``last_*`` the final epoch (the book's primary number). ``wall_time_s`` is the time spent in epochs (training, evaluation, checkpoints), summed
     over the segments of a resumed run; data loading and model building before it are not counted.
@@ -134,6 +136,14 @@ def provenance() -> dict:
         "command": " ".join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+MACHINE_FIELDS = ("epoch_time_s", "load")
+
+
+def without_machine_fields(history: list[dict]) -> list[dict]:
+    """``history`` without ``MACHINE_FIELDS``: what two runs of one spec must agree on."""
+    return [{k: v for k, v in entry.items() if k not in MACHINE_FIELDS} for entry in history]
 
 
 def host_info(load_start: float | None) -> dict:

@@ -548,6 +548,7 @@ def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: flo
         "test_top1": test["top1"],
         "test_top5": test["top5"],
         "epoch_time_s": time.perf_counter() - started,
+        "load": load_average(),
     }
     state.history.append(entry)
     if stage is None and entry["test_top1"] > state.best_top1:  # the first of equal maxima stays the best
