@@ -13,9 +13,8 @@ from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
 from icd_lib.results import RunRecord
 from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
 from icd_lib.experiments.spec import RunSpec
-from icd_lib.results.summary import (compare_to, difference_interval, experiment_rows, interval_text, label,
-                                     mean_sd, metric_of, verdict,
-                                     provenance_line)
+from icd_lib.results.summary import (compare_to, difference_interval, direction, experiment_rows,
+                                     interval_text, label, mean_sd, metric_of, provenance_line, verdict)
 
 T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463}  # Student's t quantiles, from tables
 
@@ -76,9 +75,16 @@ def test_verdict_reads_the_interval_against_the_claim(low, high, expected, text)
     assert verdict(interval((low + high) / 2, low, high), expected) == text
 
 
+@pytest.mark.parametrize("low, high, found", [(-2.0, -0.5, "lower"), (0.5, 2.0, "higher"),
+                                              (-0.5, 2.0, None), (-2.0, 0.0, None)])
+def test_direction_is_the_side_of_zero_the_interval_excludes(low, high, found):
+    assert direction(interval((low + high) / 2, low, high)) == found
+
+
 def test_verdict_and_text_without_an_interval():
     single = difference_interval({0: 1.0}, {1: 2.0})
     assert verdict(single, "lower") == "not resolved: too few runs for an interval"
+    assert direction(single) is None
     assert interval_text(single) == "-1.00 points (n = 1: too few for an interval)"
     assert interval_text(difference_interval({}, {0: 1.0})) == "no comparison: a side has no values"
     nan = difference_interval({0: math.nan, 1: 1.0, 2: 2.0}, {0: 1.0, 1: 1.0, 2: 1.0})

@@ -165,6 +165,14 @@ def interval_text(d: dict, unit: str = "points") -> str:
             f"[{d['low']:+.2f}, {d['high']:+.2f}], n = {d['n']}")
 
 
+def direction(d: dict) -> str | None:
+    """"lower" or "higher" when a ``difference_interval`` excludes 0 on that side, else None
+    (the interval contains 0, or there are too few runs for one)."""
+    if not d["excludes_zero"]:
+        return None
+    return "lower" if d["high"] < 0 else "higher"
+
+
 def verdict(d: dict, expected: str) -> str:
     """Whether a ``difference_interval`` bears out a claim that the difference is ``expected``:
     "lower" or "higher" (the interval must exclude 0 on that side), or "similar" (it must not
@@ -177,7 +185,7 @@ def verdict(d: dict, expected: str) -> str:
         allowed = max(abs(d["low"]), abs(d["high"]))
         return ("contradicted: they differ" if d["excludes_zero"] else
                 f"consistent: no difference detected, though the interval allows up to {allowed:.2f}")
-    found = "lower" if d["high"] < 0 else "higher" if d["low"] > 0 else None
+    found = direction(d)
     if found is None:
         return "not resolved: the interval contains 0"
     return f"{'consistent' if found == expected else 'contradicted'}: {found}"
