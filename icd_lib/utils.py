@@ -6,8 +6,9 @@ import os
 import platform
 import random
 import subprocess
+import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,27 @@ def is_disk_full(err: BaseException | None) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object], intact: str) -> Path:
+    """Write ``path`` all at once: ``write(tmp)`` fills a temporary file in the same folder, then
+    ``os.replace`` puts it in place, so a reader, a kill or a full disk never leaves half a file.
+    On a full disk, an OSError (ENOSPC) names ``path`` and says what is ``intact``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is an ordinary one
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space "
+                          f"and rerun ({intact})") from err
+        raise
+    return path
 
 
 def wrap_fields(fields: Sequence[str], width: int | None = 88, separator: str = "; ", indent: str = "  ") -> str:

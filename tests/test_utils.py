@@ -1,11 +1,14 @@
-"""seed_everything makes every random source repeat; the environment report names the device."""
+"""seed_everything makes every random source repeat; the environment report names the device;
+atomic_write never leaves half a file."""
+import errno
 import random
+import stat
 
 import numpy as np
 import pytest
 import torch
 
-from icd_lib.utils import environment_report, seed_everything
+from icd_lib.utils import atomic_write, environment_report, seed_everything
 
 
 def draw():
@@ -90,3 +93,35 @@ def test_load_average_is_the_one_minute_load_or_none_without_one(monkeypatch):
         assert abs(load_average() - os.getloadavg()[0]) < 1.0  # the two reads are moments apart
     monkeypatch.delattr(os, "getloadavg", raising=False)
     assert load_average() is None
+
+
+def test_atomic_write_replaces_the_file_whole_and_readably(tmp_path):
+    path = atomic_write(tmp_path / "new" / "a.txt", lambda tmp: open(tmp, "w").write("two"), "-")
+    assert path.read_text() == "two"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["a.txt"]
+
+
+def half_then(error):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise error
+    return write
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "a.txt", half_then(KeyboardInterrupt()), "-")
+    assert (tmp_path / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_full_disk_names_the_file_and_what_is_intact(tmp_path):
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError, match=r"no space left on the device to write .*a.txt; free some "
+                                      r"space and rerun \(the old one is intact\)") as caught:
+        atomic_write(tmp_path / "a.txt", half_then(full), "the old one is intact")
+    assert caught.value.errno == errno.ENOSPC
+    assert not list(tmp_path.iterdir())

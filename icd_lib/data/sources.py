@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -34,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from icd_lib.data.info import STL10_CLASSES
+from icd_lib.utils import atomic_write
 
 DATA_ENV = "ICD_DATA"
 SYSTEM_DATA_ENV = "ICD_SYSTEM_DATA"
@@ -159,14 +159,6 @@ def _resize(images: Tensor, size: int = SERVED_SIZE, chunk: int = 4096) -> Tenso
     return torch.cat(out)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so concurrent readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
-
-
 def install_debian_fashion_mnist(root: Path, source: Path | None = None) -> bool:
     """Decompress the Debian package's Fashion-MNIST files into ``<root>/FashionMNIST/raw/``.
 
@@ -189,7 +181,8 @@ def install_debian_fashion_mnist(root: Path, source: Path | None = None) -> bool
                     f"{packaged} is corrupt ({_one_line(bad)}); reinstall it: "
                     "`sudo apt-get install --reinstall dataset-fashion-mnist`"
                 ) from bad
-            _atomic_write(target, data)
+            atomic_write(target, lambda tmp: Path(tmp).write_bytes(data),
+                         f"the packaged {packaged.name} is intact, so rerunning repeats only this step")
     return all((raw / name).is_file() for name in FASHION_MNIST_FILES)
 
 

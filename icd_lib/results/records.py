@@ -6,13 +6,11 @@ book can be traced to the run that produced it.
 """
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icd_lib.utils import is_disk_full, load_average
+from icd_lib.utils import atomic_write, load_average
 
 RECORD_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
@@ -173,21 +171,12 @@ def record_path(results_dir: str | Path, name: str) -> Path:
 
 def save_record(record: RunRecord, results_dir: str | Path) -> Path:
     """Write ``record`` as ``<results_dir>/<name>.json`` (atomically) and return the path."""
-    path = record_path(results_dir, record.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a record is an ordinary file
-        with os.fdopen(fd, "w") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
             json.dump(record.to_dict(), f, indent=1, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space and rerun "
-                          "(the run's checkpoints are intact, so nothing is trained again)") from err
-        raise
-    return path
+
+    return atomic_write(record_path(results_dir, record.name), write,
+                        "the run's checkpoints are intact, so nothing is trained again")
 
 
 def load_record(path: str | Path) -> RunRecord:

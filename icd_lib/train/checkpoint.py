@@ -15,17 +15,15 @@ epochs only, and there is no ``best.pt`` until the first main epoch.
 """
 from __future__ import annotations
 
-import errno
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from icd_lib.utils import is_disk_full
+from icd_lib.utils import atomic_write
 
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
@@ -37,21 +35,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space and rerun "
-                          "(the previous checkpoint there is intact, so the run resumes from it)") from err
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp),
+                        "the previous checkpoint there is intact, so the run resumes from it")
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
