@@ -183,7 +183,10 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
     (out / "logs").mkdir(parents=True, exist_ok=True)
     running: list[Worker] = []
     failed: list[str] = []
-    bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not progress, dynamic_ncols=True)
+    # smoothing=0: the time per run is the mean since the start; tqdm's moving average would take
+    # it from the 2-second polls between completions and promise seconds for hours of work.
+    bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not progress, dynamic_ncols=True,
+               smoothing=0)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         while todo or running:
