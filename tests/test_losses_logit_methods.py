@@ -103,12 +103,17 @@ def test_dkd_warmup_follows_set_progress():
     full = method(out(s), out(t), y)["dkd"].item()  # no progress set: factor 1
     # mdistiller: min(epoch / 20, 1) with epochs 1..240; here epochs count from 0
     for epoch, total, factor in [(0, 240, 1 / 20), (9, 240, 0.5), (18, 240, 19 / 20), (19, 240, 1.0),
-                                 (239, 240, 1.0), (0, 24, 0.5), (1, 24, 1.0), (0, 1, 1.0)]:
+                                 (239, 240, 1.0), (0, 24, 0.5), (1, 24, 1.0), (0, 1, 1.0),
+                                 (0, 12, 1.0), (0, 8, 1.0), (0, 13, 12 / 13)]:  # < 12 epochs: none
         method.set_progress(epoch, total)
         assert method.warmup_factor() == pytest.approx(factor, rel=1e-12)
         terms = method(out(s), out(t), y)
         assert terms["dkd.warmup"].item() == pytest.approx(factor, rel=1e-12)
         assert terms["dkd"].item() == pytest.approx(factor * full, rel=1e-12)
+    longer = build("dkd", 6, warmup_fraction=0.5)  # the book's 8-epoch check: 4 epochs of ramp
+    for epoch, factor in [(0, 0.25), (1, 0.5), (2, 0.75), (3, 1.0), (7, 1.0)]:
+        longer.set_progress(epoch, 8)
+        assert longer.warmup_factor() == pytest.approx(factor, rel=1e-12)
     no_warmup = build("dkd", 6, warmup_fraction=0.0)
     no_warmup.set_progress(0, 240)
     assert no_warmup.warmup_factor() == 1.0

@@ -25,7 +25,9 @@ WRN-40-1, VGG13 -> VGG8 / MobileNetV2), 2 (resnet56 -> resnet20, resnet110 -> re
 Warm-up: mdistiller multiplies the loss by min(epoch / 20, 1) with epochs counted from 1 of 240.
 Here the trainer calls ``set_progress(epoch, total_epochs)`` with epochs counted from 0, and the
 factor is w = min((epoch + 1) / (warmup_fraction * total_epochs), 1) with ``warmup_fraction`` =
-20 / 240, the same ramp for 240 epochs and the same shape for shorter schedules. Until
+20 / 240: the same ramp for 240 epochs. The factor changes once per epoch, so a schedule shorter
+than 1 / warmup_fraction epochs (12 at the default) has w = 1 from its first epoch: no warm-up
+at all (the book's 8-epoch runs also use ``dkd.warmup_fraction=0.5`` for that reason). Until
 ``set_progress`` is called (unit tests, evaluation outside the trainer) w = 1; ``warmup_fraction``
 = 0 switches the warm-up off.
 
