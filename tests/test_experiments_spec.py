@@ -3,6 +3,7 @@ clear errors before anything trains."""
 from __future__ import annotations
 
 import inspect
+import itertools
 
 import pytest
 
@@ -61,9 +62,9 @@ def test_the_book_plan_holds_what_the_chapters_read():
     assert crd_negatives == {None, 4096}  # the default K, and K/N near CIFAR-100's 16384 / 50000
     crd_weights = {dict(s.weights).get("crd") for s in groups["comparison-a"].specs if s.method == "crd"}
     assert crd_weights == {None, 0.1} and 0.1 < method_weights("crd")["crd"]
-    for comparison in ("comparison-a", "comparison-b"):
+    for comparison, recipe in itertools.product(("comparison-a", "comparison-b"), ("dkd", "dkd+ls")):
         warmups = {dict(s.options).get("dkd.warmup_fraction") for s in groups[comparison].specs
-                   if s.method == "dkd+ls"}
+                   if s.method == recipe}
         assert warmups == {None, 0.5}  # the reference ramp (20 of 240 epochs), and half the epochs
     assert 4096 < get_profile("book").student_train_size - 1  # the cap K = min(K, N - 1) leaves it as set
     alphas = {dict(s.options).get("icd.alpha") for s in groups["ablations"].specs} - {None}
