@@ -59,12 +59,35 @@ ABLATION_LAMBDA = (0.1, 0.5, 5.0, 10.0)
 # the book's runs; one point with the clamp raised, to see whether a free scale matters.
 ABLATION_MAX_SCALE = (100.0,)
 INVARIANCE_METHODS = ("student", "kd", "icd", "icd+kd")
+# The matched-weights test: the kd recipe trains CE 0.1 + KD 0.9, icd+kd and crd+kd CE 1 + KD 1
+# plus their term, so "ICD+KD minus KD" mixes the ICD term with a reweighting. KD at CE 1 + KD 1
+# (ICD+KD and CRD+KD with their term's weight 0) separates the two; ten seeds resolve smaller gaps.
+MATCHED_KD = {"ce": 1.0, "kd": 1.0}
+MATCHED_SEEDS = tuple(range(10))
 
 
 def seeded(specs: Iterable[RunSpec], seeds: Iterable[int]) -> tuple[RunSpec, ...]:
     """Every spec under every seed, seed-major within each spec."""
     seeds = tuple(seeds)
     return tuple(spec.with_seed(seed) for spec in specs for seed in seeds)
+
+
+def seed_major(specs: Iterable[RunSpec], seeds: Iterable[int]) -> tuple[RunSpec, ...]:
+    """Every spec under every seed, spec-minor: a partly run group has about as many seeds of each."""
+    specs = tuple(specs)
+    return tuple(spec.with_seed(seed) for seed in seeds for spec in specs)
+
+
+def matched_weights(profile: str) -> list[RunSpec]:
+    """KD, KD at ICD+KD's weights, ICD+KD (alpha 0.5 and 0), ICD and CRD+KD on comparison A's pair;
+    KD, KD at matched weights and ICD+KD on comparison B's (MobileNetV2)."""
+    a = [make_spec(profile, "kd"), make_spec(profile, "kd", weights=MATCHED_KD),
+         make_spec(profile, "icd+kd"), make_spec(profile, "icd+kd", options={"icd.alpha": 0.0}),
+         make_spec(profile, "icd"), make_spec(profile, "crd+kd")]
+    b = [make_spec(profile, "kd", student="mobilenetv2"),
+         make_spec(profile, "kd", student="mobilenetv2", weights=MATCHED_KD),
+         make_spec(profile, "icd+kd", student="mobilenetv2")]
+    return a + b
 
 
 def comparison(profile: str, methods: Iterable[str], **fields) -> list[RunSpec]:
@@ -99,6 +122,7 @@ def book_plan() -> list[Group]:
         Group("comparison-b", "comparing_methods", seeded(
             comparison("book", COMPARISON_B, student="mobilenetv2")
             + comparison("book", DKD_RECIPES, student="mobilenetv2", options=DKD_LONG_WARMUP), seeds)),
+        Group("matched-weights", "comparing_methods", seed_major(matched_weights("book"), MATCHED_SEEDS)),
     ]
 
 
