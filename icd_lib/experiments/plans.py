@@ -167,6 +167,7 @@ def smoke_plan() -> list[Group]:
         Group("causal", "causal_view", seeded(comparison("smoke", ("student", "icd+kd"), **content_style), (0,))),
         Group("comparison-b", "comparing_methods", seeded(
             comparison("smoke", ("student", "kd", "icd+kd"), student="mobilenetv2"), (0,))),
+        Group("matched-weights", "comparing_methods", seeded(matched_weights("smoke"), (0,))),
     ]
 
 
