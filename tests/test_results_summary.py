@@ -256,3 +256,15 @@ def test_experiment_figures_draw_what_they_are_given():
     assert colours[(0.1, 0.9)] == PALETTE[0] and colours[(-0.9, 0.5)] == "grey"  # only icd's excludes 0
     with pytest.raises(ValueError, match="one list of runs per x position"):
         plot_seed_sweep([1, 2], [[1.0]], "beta")
+
+
+def test_named_records_reads_complete_records_and_lists_the_rest(tmp_path):
+    from icd_lib.results import named_records, save_record
+
+    done = record("kd", 0, 88.0)
+    unevaluated = record("kd", 1, 87.0)
+    unevaluated.evaluation = None
+    for r in (done, unevaluated):
+        save_record(r, tmp_path / "results")
+    found, missing = named_records(["kd-1", "kd-0", "kd-2"], tmp_path)
+    assert [r.name for r in found] == ["kd-0"] and missing == ["kd-1", "kd-2"]

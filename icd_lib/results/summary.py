@@ -22,19 +22,25 @@ from icd_lib.utils import wrap_fields
 def plan_records(plan: str, group: str, out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
     """(complete records, names of the runs still missing) of group ``group`` of plan ``plan``,
     in the plan's order. The group's teachers are not included."""
-    from icd_lib.experiments.plans import get_plan  # the plans import the trainer; results stay light
+    from icd_lib.experiments.plans import get_plan  # the plans import the trainer: a caller with the specs can use named_records
 
     groups = {g.name: g for g in get_plan(plan)}
     if group not in groups:
         raise ValueError(f"plan {plan!r} has no group {group!r}; its groups: {', '.join(groups)}")
+    return named_records([spec.name for spec in groups[group].specs], out)
+
+
+def named_records(names: Iterable[str], out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
+    """(complete records, names still missing) of the runs ``names``, in their order: a record is
+    complete when it exists under ``out/results`` and holds its final evaluation."""
     found, missing = [], []
-    for spec in groups[group].specs:
-        path = record_path(Path(out) / "results", spec.name)
+    for name in names:
+        path = record_path(Path(out) / "results", name)
         record = load_record(path) if path.is_file() else None
         if record is not None and record.evaluation is not None:
             found.append(record)
         else:
-            missing.append(spec.name)
+            missing.append(name)
     return found, missing
 
 
