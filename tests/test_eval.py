@@ -16,6 +16,7 @@ from icd_lib.eval import (
     relative_improvement,
     style_sensitivity,
 )
+from icd_lib.eval.final import teacher_student_distance
 from icd_lib.eval.style import restyled_images
 from icd_lib.outputs import ModelOutput
 
@@ -186,3 +187,15 @@ def test_restyled_images_are_the_datasets_interventions(content_style):
     single = content_style.render(7, content_style.sample_style(torch.Generator().manual_seed(3)))
     assert torch.allclose(batched[0], single, atol=1e-6)
     assert not torch.allclose(single, content_style.render(7), atol=1e-3)  # the style did change
+
+
+def test_new_minus_same_distance_to_the_teacher_is_blind_to_style_sensitivity(content_style):
+    """The style measures pass the sanity check (``test_style_sensitivity``); the change in the
+    distance to the teacher from the same image to a new style does not: on a test set already in
+    random style the stored style is one more random draw, so a student that reads only colour
+    flips most predictions yet its new-minus-same distance to a style-blind teacher stays near 0."""
+    distance = teacher_student_distance(ConstantModel(), ColourModel(), content_style, num_items=100)
+    sensitivity = style_sensitivity(ColourModel(), content_style, n_interventions=4, num_items=100)
+    assert sensitivity["flip_rate"] > 0.5 and sensitivity["tv_distance"] > 0.3
+    gap = distance["tv_to_teacher_new_style"] - distance["tv_to_teacher_same_style"]
+    assert abs(gap) < 0.1 * sensitivity["tv_distance"]
