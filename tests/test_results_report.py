@@ -9,10 +9,10 @@ from scipy import stats
 
 from icd_lib.results import RunRecord
 from icd_lib.results import report
-from icd_lib.results.report import (ABOVE, BELOW, NOT_RESOLVED, compare, comparison_frame, comparison_table,
+from icd_lib.results.report import (ABOVE, BELOW, NOT_RESOLVED, claim_status, compare, glue_name, versus, comparison_frame, comparison_table,
                                     detectable, experiment_frame, glue_comparison, glued_verdicts, half_width,
                                     holm, holm_adjusted, term_share, timing_frame, verdict_word)
-from icd_lib.results.summary import compare_to, experiment_rows
+from icd_lib.results.summary import experiment_rows
 
 T_975 = {2: 4.3026527, 9: 2.2621572}  # Student's t quantiles, from tables
 T_80_9 = 0.8834039
@@ -130,15 +130,31 @@ def test_comparison_table_shades_resolved_rows_and_names_units():
 
 
 def test_experiment_frame_sets_the_papers_numbers_beside_ours():
-    records = [record(m, s, top1) for m, values in (("kd", (88.0, 87.0, 88.5)), ("icd+kd", (90.0, 89.2, 90.4)))
+    records = [record(m, s, top1) for m, values in (("kd", (88.0, 87.0, 88.5)), ("icd+kd", (90.0, 89.2, 90.4)),
+                                                    ("crd", (88.1, 86.9, 88.4)))
                for s, top1 in enumerate(values)]
-    rows = compare_to(experiment_rows(records), "kd")
-    frame = experiment_frame(rows, reported={"kd": 70.66, "icd+kd": 71.81})
-    assert frame.loc["kd", "minus kd (points)"] == "baseline"
-    assert frame.loc["icd+kd", "minus kd (points)"] == f"{(2.0 + 2.2 + 1.9) / 3:+.2f}"
-    assert frame.loc["icd+kd", "verdict"] == ABOVE
-    assert frame.loc["icd+kd", report.REPORTED_COLUMN] == "71.81"
-    assert frame.loc["kd", "mean (%)"] == f"{(88.0 + 87.0 + 88.5) / 3:.2f}"
+    rows = experiment_rows(records)
+    comparisons = versus(rows, "kd", key="A")
+    assert comparisons["icd+kd"].name == "a_icdpkd" and comparisons["icd+kd"].family == 2
+    frame = experiment_frame(rows, comparisons, reported={"kd": 70.66, "icd+kd": 71.81})
+    assert frame.loc["kd", "difference (points)"] == "baseline"
+    assert frame.loc["icd+kd", "difference (points)"] == f"{(2.0 + 2.2 + 1.9) / 3:+.2f}"
+    assert frame.loc["icd+kd", "verdict"] == ABOVE and frame.loc["crd", "verdict"] == NOT_RESOLVED
+    assert frame.loc["icd+kd", "under Holm (family of 2)"] == comparisons["icd+kd"].holm_verdict
+    assert frame.loc["icd+kd", report.REPORTED_COLUMN] == "71.81" and frame.loc["crd", report.REPORTED_COLUMN] == ""
+    assert frame.loc["kd", "mean ± sd (%)"].startswith(f"{(88.0 + 87.0 + 88.5) / 3:.2f} ± ")
+
+
+def test_glue_names_are_stable_and_safe():
+    assert glue_name("A", "icd+kd (icd.alpha=0)") == "a_icdpkd_icd_alpha0"
+    assert glue_name("", "kd (ce=1, kd=1)") == "kd_ce1_kd1"
+
+
+@pytest.mark.parametrize("verdict, expected, status", [(ABOVE, "above", "supported"), (BELOW, "above", "contradicted"),
+                                                       (NOT_RESOLVED, "below", "not supported (not resolved)"),
+                                                       (BELOW, "below", "supported")])
+def test_claim_status(verdict, expected, status):
+    assert claim_status(verdict, expected) == status
 
 
 def test_timing_frame_by_hand():

@@ -17,8 +17,8 @@ from icd_lib.results.records import (
 
 _LAZY = {
     "summary": ("compare_to", "difference_interval", "experiment_rows", "named_records", "provenance_line"),
-    "report": ("Comparison", "compare", "comparison_table", "experiment_table", "glue_comparison", "holm",
-               "timing_frame", "verdict_word"),
+    "report": ("Comparison", "claim_status", "compare", "comparison_table", "experiment_table", "glue_comparison",
+               "holm", "timing_frame", "verdict_word", "versus"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 

@@ -251,32 +251,49 @@ def comparison_table(comparisons: Sequence[Comparison], unit: str = "points"):
     return shaded(comparison_frame(comparisons, unit))
 
 
-def experiment_frame(rows: Sequence[dict], baseline: str | None = "kd", metric: str = "last_top1",
-                     reported: Mapping[str, float | None] | None = None, names: Mapping[str, str] | None = None,
+def versus(rows: Sequence[dict], baseline: str = "kd", metric: str = "last_top1", key: str = "",
+           alpha: float = 0.05) -> dict[str, Comparison]:
+    """Every experiment of ``summary.experiment_rows`` minus the one labelled ``baseline``, as
+    one Holm family: {label: Comparison}, glue names ``<key>_<label>`` made safe (``glue_name``)."""
+    base = next((r for r in rows if r["label"] == baseline), None)
+    if base is None:
+        raise ValueError(f"no experiment labelled {baseline!r} among {[r['label'] for r in rows]}")
+    others = [r for r in rows if r is not base]
+    family = holm([compare(glue_name(key, r["label"]), f"{r['label']} minus {baseline}", r["values"][metric],
+                           base["values"][metric]) for r in others], alpha)
+    return {r["label"]: c for r, c in zip(others, family)}
+
+
+def glue_name(*parts: str) -> str:
+    """A stable glue key from labels: "A", "icd+kd (icd.alpha=0)" -> "a_icdpkd_icd_alpha0"."""
+    text = "_".join(p for p in parts if p).lower().replace("+", "p").replace("=", "")
+    return "_".join(filter(None, "".join(ch if ch.isalnum() else "_" for ch in text).split("_")))
+
+
+def experiment_frame(rows: Sequence[dict], comparisons: Mapping[str, Comparison] | None = None,
+                     metric: str = "last_top1", reported: Mapping[str, float | None] | None = None,
+                     reported_label: str = REPORTED_COLUMN, names: Mapping[str, str] | None = None,
                      unit: str = "%") -> pd.DataFrame:
-    """One row per experiment of ``summary.experiment_rows`` (after ``compare_to(rows, baseline)``
-    when ``baseline`` is given): seeds, mean ± sd of ``metric``, the difference to the baseline
-    with its interval and verdict, and ``reported`` (label -> the paper's number) beside them,
-    labelled as reported by the paper. ``names`` renames labels for display."""
-    names = names or {}
-    table = []
+    """One row per experiment of ``summary.experiment_rows``: seeds, mean ± sd of ``metric``;
+    with ``comparisons`` (``versus``) its difference to the baseline, interval, verdict and the
+    verdict under Holm; with ``reported`` (label -> number) the paper's number beside ours,
+    under ``reported_label``. ``names`` renames labels for display."""
+    names, table = names or {}, []
     for r in rows:
         mean, sd = r[f"{metric}_mean"], r[f"{metric}_sd"]
         row = {"experiment": names.get(r["label"], r["label"]), "seeds (n)": r[f"{metric}_n"],
-               f"mean ({unit})": number(mean, sign=False), f"sd ({unit})": number(sd, sign=False)}
-        if baseline is not None:
-            d = r.get(f"vs_{baseline}")
-            if r["label"] == baseline or d is None:
-                row.update({f"minus {baseline} (points)": "baseline" if r["label"] == baseline else "n/a",
-                            "95% interval (points)": "", "verdict": ""})
-            else:
-                row.update({f"minus {baseline} (points)": number(d["difference"]),
-                            f"{d['confidence']:.0%} interval (points)":
-                                "too few seeds" if math.isnan(d["low"]) else f"{number(d['low'])} to {number(d['high'])}",
-                            "verdict": verdict_word(d["low"], d["high"])})
+               f"mean ± sd ({unit})": f"{number(mean, sign=False)} ± {number(sd, sign=False)}"}
+        if comparisons is not None:
+            c = comparisons.get(r["label"])
+            family = next(iter(comparisons.values())).family if comparisons else 0
+            baseline = "baseline" if c is None else None
+            row.update({"difference (points)": baseline or number(c.difference),
+                        "95% interval (points)": "" if c is None else _interval_cell(c),
+                        "verdict": "" if c is None else c.verdict,
+                        f"under Holm (family of {family})": "" if c is None else c.holm_verdict})
         if reported is not None:
             value = reported.get(r["label"])
-            row[REPORTED_COLUMN] = "" if value is None else f"{value:.2f}"
+            row[reported_label] = "" if value is None else f"{value:.2f}"
         table.append(row)
     return pd.DataFrame(table).set_index("experiment")
 
@@ -284,6 +301,17 @@ def experiment_frame(rows: Sequence[dict], baseline: str | None = "kd", metric: 
 def experiment_table(rows: Sequence[dict], **kwargs):
     """``experiment_frame`` rendered and shaded by its verdict (see ``shaded``)."""
     return shaded(experiment_frame(rows, **kwargs))
+
+
+def claim_status(verdict: str, expected: str) -> str:
+    """What a verdict does to a claim that the difference is ``expected`` ("above" or "below"):
+    "supported" (resolved on that side), "contradicted" (resolved on the other), or
+    "not supported (not resolved)"."""
+    if expected not in ("above", "below"):
+        raise ValueError(f"expected must be 'above' or 'below', got {expected!r}")
+    if verdict == NOT_RESOLVED:
+        return "not supported (not resolved)"
+    return "supported" if verdict == f"resolved, {expected}" else "contradicted"
 
 
 def run_class(record: RunRecord) -> str:
@@ -346,8 +374,7 @@ def term_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         rows.append({"term": t, "value": float(per_epoch[-1]), "weight": "" if weight is None else f"{weight:g}",
                      "weighted": weighted, "share of the loss": weighted / loss,
                      "peak epoch": int(np.argmax(per_epoch)) + 1})
-    frame = pd.DataFrame(rows).set_index("term")
-    return frame
+    return pd.DataFrame(rows).set_index("term")
 
 
 def term_share(records: Sequence[RunRecord], term: str, epoch: int = -1) -> float:
