@@ -12,16 +12,26 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
+from matplotlib.colors import to_hex, to_rgb  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
 from icd_lib.plots import (  # noqa: E402
+    METHOD_COLOURS,
+    method_colour,
     plot_bars,
     plot_causal_graph,
     plot_curves,
     plot_distributions,
+    plot_dots,
     plot_heatmaps,
     plot_icd_diagram,
     plot_image_grid,
     plot_learning_curves,
 )
+from icd_lib.plots.experiments import plot_differences, plot_seed_sweep  # noqa: E402
+from icd_lib.plots.style import COLUMN_PX, DPI, _png_formatter  # noqa: E402
+
+T_975_DF2 = 4.302652729911275  # the 97.5% quantile of Student's t with 2 degrees of freedom (tables)
 
 
 def bar_heights(ax) -> list[float]:
@@ -74,14 +84,27 @@ def test_distributions_reject_bad_input(distributions, names, message):
         plot_distributions(distributions, category_names=names)
 
 
-def test_bars_are_means_with_one_dot_per_seed_and_labelled_values():
-    fig = plot_bars({"teacher": [90.0, 92.0, 94.0], "student": 85.25}, ylabel="accuracy (%)")
+def test_dots_show_each_seed_the_mean_and_its_interval_in_method_colours():
+    fig = plot_dots({"teacher": [90.0, 92.0, 94.0], "icd+kd": 85.25}, value_label="accuracy (%)")
     ax = fig.axes[0]
-    assert bar_heights(ax) == pytest.approx([92.0, 85.25])
-    dots = [c.get_offsets() for c in ax.collections]
-    assert len(dots) == 1 and np.asarray(dots[0])[:, 1].tolist() == [90.0, 92.0, 94.0]
+    dots = [np.asarray(c.get_offsets()) for c in ax.collections]
+    assert len(dots) == 1 and sorted(dots[0][:, 0]) == [90.0, 92.0, 94.0]
+    assert to_hex(ax.collections[0].get_facecolor()[0]) == METHOD_COLOURS["teacher"]
+    lines = {to_hex(line.get_color()): line for line in ax.get_lines()}
+    half = T_975_DF2 * 2.0 / np.sqrt(3)  # sd of (90, 92, 94) is 2
+    interval = [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(interval[0].get_xdata(), [92.0 - half, 92.0 + half])
+    means = [line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "|"]
+    assert means == pytest.approx([92.0, 85.25])
+    assert METHOD_COLOURS["icd+kd"] in lines
     assert [t.get_text() for t in ax.texts] == ["92.0", "85.2"]
-    assert ax.get_ylabel() == "accuracy (%)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["teacher", "icd+kd"]
+    assert ax.get_xlabel().startswith("accuracy (%)")
+
+
+def test_bars_is_the_dot_plot_under_its_old_keywords():
+    fig = plot_bars({"kd": [1.0, 2.0]}, ylabel="y", ylim=(0.0, 5.0))
+    assert fig.axes[0].get_xlim() == (0.0, 5.0) and not fig.axes[0].patches
 
 
 def test_bars_reject_empty_and_non_numeric_values():
@@ -129,33 +152,44 @@ def test_image_grid_rejects_bad_input(shape, kwargs, message):
 
 def test_heatmaps_share_one_colour_scale_over_all_matrices():
     a = np.array([[0.0, 1.0], [2.0, 3.0]])
-    b = np.array([[-1.0, 0.5], [0.5, 5.0]])
+    b = np.array([[1.0, 0.5], [0.5, 5.0]])
     fig = plot_heatmaps({"A": a, "B": torch.tensor(b)}, xlabel="teacher j", ylabel="student i", annotate=True)
     shown = images_of(fig)
     np.testing.assert_array_equal(shown[0], a)
     np.testing.assert_array_equal(shown[1], b)
     for ax in fig.axes[:2]:
         image = next(c for c in ax.get_children() if isinstance(c, AxesImage))
-        assert image.get_clim() == (-1.0, 5.0)
+        assert image.get_clim() == (0.0, 5.0)
+        assert image.get_cmap().name == "viridis"
     assert [fig.axes[0].get_title(), fig.axes[1].get_title()] == ["A", "B"]
     assert len(fig.axes[0].texts) == 4 and fig.axes[0].texts[3].get_text() == "3.00"
+
+
+def test_signed_heatmaps_use_a_diverging_map_centred_at_zero():
+    fig = plot_heatmaps({"A": np.array([[-1.0, 0.5], [2.0, 3.0]])}, cmap="magma")
+    image = next(c for c in fig.axes[0].get_children() if isinstance(c, AxesImage))
+    assert image.get_clim() == (-3.0, 3.0)
+    assert image.get_cmap().name == "RdBu_r"
+    white = np.asarray(image.get_cmap()(0.5)[:3])
+    assert np.all(white > 0.9)  # 0 is the map's pale middle
 
 
 def test_heatmaps_label_both_axes_with_the_tick_labels():
     names = ["T-shirt/top", "Trouser", "Pullover"]
     fig = plot_heatmaps({"A": np.eye(3), "B": np.ones((3, 3))}, tick_labels=names)
-    for ax in fig.axes[:2]:
+    for k, ax in enumerate(fig.axes[:2]):
         assert [t.get_text() for t in ax.get_xticklabels()] == names
-        assert [t.get_text() for t in ax.get_yticklabels()] == names
         assert list(ax.get_xticks()) == [0, 1, 2] and list(ax.get_yticks()) == [0, 1, 2]
-        assert all(t.get_rotation() == 45 and t.get_fontsize() <= 8 for t in ax.get_xticklabels())
-        assert all(t.get_rotation() == 0 and t.get_fontsize() <= 8 for t in ax.get_yticklabels())
+        assert all(t.get_rotation() == 45 for t in ax.get_xticklabels())
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    assert not any(t.get_text() for t in fig.axes[1].get_yticklabels())  # a row shares the first panel's labels
     plain = plot_heatmaps({"A": np.eye(3)})
     assert names[0] not in {t.get_text() for t in plain.axes[0].get_xticklabels()}
     with pytest.raises(ValueError, match=r"tick_labels has 3 labels but matrices\['B'\] is 4 x 4"):
         plot_heatmaps({"A": np.eye(3), "B": np.eye(4)}, tick_labels=names)
     with pytest.raises(ValueError, match="3 labels but .* is 3 x 2"):
         plot_heatmaps({"A": np.ones((3, 2))}, tick_labels=names)
+
 
 def test_heatmaps_reject_non_matrices():
     with pytest.raises(ValueError, match="2-D"):
@@ -182,21 +216,20 @@ def test_curves_reject_mismatched_lengths():
         plot_curves([1, 2, 3], {}, xlabel="x", ylabel="y")
 
 
-def test_learning_curves_draw_the_mean_and_the_range_of_each_name():
+def test_learning_curves_are_small_multiples_of_runs_and_their_mean():
     runs = np.array([[50.0, 60.0, 70.0], [54.0, 62.0, 74.0]])
-    fig = plot_learning_curves({"student": runs, "teacher": [40.0, 80.0]}, title="curves")
-    ax = fig.axes[0]
-    lines = ax.get_lines()
-    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3])
-    np.testing.assert_allclose(lines[0].get_ydata(), [52.0, 61.0, 72.0])
-    np.testing.assert_array_equal(lines[1].get_xdata(), [1, 2])
-    np.testing.assert_array_equal(lines[1].get_ydata(), [40.0, 80.0])
-    bands = ax.collections
-    assert len(bands) == 1  # one band: a single run has no range
-    vertices = bands[0].get_paths()[0].vertices
-    assert vertices[:, 1].min() == 50.0 and vertices[:, 1].max() == 74.0
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["student (2 runs)", "teacher (1 run)"]
-    assert ax.get_xlabel() == "epoch" and ax.get_title() == "curves"
+    fig = plot_learning_curves({"student": runs, "kd": [40.0, 80.0]}, title="curves")
+    student, kd = fig.axes[:2]
+    assert student.get_title() == "student (2 runs)" and kd.get_title() == "kd (1 run)"
+    own = [line for line in student.get_lines() if to_hex(line.get_color()) == METHOD_COLOURS["student"]]
+    assert sorted(tuple(line.get_ydata()) for line in own) == [(50.0, 60.0, 70.0), (52.0, 61.0, 72.0),
+                                                                (54.0, 62.0, 74.0)]
+    np.testing.assert_array_equal(own[0].get_xdata(), [1, 2, 3])
+    grey = [line for line in student.get_lines() if line not in own]
+    assert [tuple(line.get_ydata()) for line in grey] == [(40.0, 80.0)]  # the other name's mean, for reference
+    assert any(to_hex(line.get_color()) == METHOD_COLOURS["kd"] for line in kd.get_lines())
+    assert student.get_shared_y_axes().joined(student, kd)
+    assert "curves" in fig._suptitle.get_text()
 
 
 def test_learning_curves_reject_bad_input():
@@ -266,3 +299,88 @@ def test_icd_diagram_rejects_mismatched_matrices():
         plot_icd_diagram(np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((4, 4)))
     with pytest.raises(ValueError, match="square"):
         plot_icd_diagram(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)))
+
+
+def test_a_method_has_one_colour_whatever_its_label_says():
+    assert len(set(METHOD_COLOURS.values())) == len(METHOD_COLOURS) == 23
+    for label in ("kd", "KD", "KD (mean)", "kd (n=3)", "kd (n=10)"):
+        assert method_colour(label) == METHOD_COLOURS["kd"], label
+    assert method_colour("plain student (mean)") == METHOD_COLOURS["student"]
+    assert method_colour("ICD+KD (n=3)") == METHOD_COLOURS["icd+kd"]  # not ICD's, not KD's
+    assert method_colour("dkd+ls") == METHOD_COLOURS["dkd+ls"] != method_colour("dkd")
+    assert method_colour("T = 4") is None and method_colour("kdx") is None
+
+
+def test_a_recipe_with_other_weights_is_a_lighter_shade_of_its_colour():
+    blue = np.array(to_rgb(METHOD_COLOURS["kd"]))
+    variant = np.array(to_rgb(method_colour("kd (ce=1, kd=1)")))
+    mix = (variant - blue) / (1 - blue)  # the share of white in the variant, per channel
+    assert np.allclose(mix, mix[0], atol=0.01) and 0.2 < mix[0] < 0.8
+
+
+def test_figures_colour_each_method_the_same_in_any_order():
+    forward = plot_dots({"kd": [1.0, 2.0], "crd": [1.0, 2.0]}, value_label="y")
+    backward = plot_dots({"crd": [1.0, 2.0], "kd": [1.0, 2.0]}, value_label="y")
+    colour = {}
+    for fig in (forward, backward):
+        for collection, name in zip(fig.axes[0].collections, [t.get_text() for t in fig.axes[0].get_yticklabels()]):
+            colour.setdefault(name, set()).add(to_hex(collection.get_facecolor()[0]))
+    assert colour == {"kd": {METHOD_COLOURS["kd"]}, "crd": {METHOD_COLOURS["crd"]}}
+
+
+def test_forest_plot_clips_an_outlying_interval_and_marks_it():
+    lows, highs = [-1.0, -0.5, -89.0, 0.2], [1.0, 0.6, 47.0, 1.4]
+    centres = [0.0, 0.05, -21.0, 0.8]
+    fig = plot_differences(["a", "b", "dkd+ls (n=3)", "icd+kd"], centres, lows, highs, xlabel="points")
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    assert -5 < left < -1.0 and 1.4 < right < 5  # the readable intervals fill the axis
+    clipped = {line.get_gid() for line in ax.get_lines() if line.get_gid()}
+    assert clipped == {"clipped:dkd+ls (n=3)"}
+    texts = [t.get_text() for t in ax.texts]
+    assert "-21.0 [-89.0, +47.0]" in texts and "+0.8 [+0.2, +1.4]" in texts
+    filled = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [to_hex(line.get_markerfacecolor()) == to_hex(line.get_color()) for line in filled] == [False, False, True]
+
+
+def test_sweep_with_zero_on_a_symlog_axis_keeps_zero_and_the_smallest_x_apart():
+    x = [0.0, 0.1, 0.5, 1.0, 2.0, 5.0]
+    fig = plot_seed_sweep(x, [[88.0, 88.2]] * 6, xlabel="alpha", logx=True, reference={"KD (mean)": 88.1})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog"
+    fig.canvas.draw()
+    pixels = ax.transData.transform([(v, 0) for v in x])[:, 0]
+    assert pixels[1] - pixels[0] > 20  # 0 and 0.1 are at least 20 px apart
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.1", "0.5", "1", "2", "5"]
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert to_hex(dashed[0].get_color()) == METHOD_COLOURS["kd"]
+
+
+def test_a_wide_image_grid_is_cut_into_stacked_blocks():
+    images = np.random.default_rng(0).uniform(size=(2, 10, 1, 4, 4))
+    fig = plot_image_grid(images, row_labels=["a", "b"], col_labels=[str(k) for k in range(10)])
+    width, height = fig.get_size_inches()
+    assert width / height <= 3.0
+    shown = images_of(fig)
+    assert len(shown) == 20
+    assert any(np.allclose(image, images[1, 9, 0]) for image in shown)
+    assert sorted(ax.get_title() for ax in fig.axes if ax.get_title()) == sorted(str(k) for k in range(10))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: plot_dots({f"m{k}": [1.0, 2.0] for k in range(25)}, value_label="minutes"),
+    lambda: plot_distributions({"T = 1": np.ones(10) / 10}, category_names=[f"class {k}" for k in range(10)]),
+    lambda: plot_image_grid(np.zeros((1, 7, 3, 8, 8)), col_labels=[f"only factor {k}" for k in range(7)]),
+    lambda: plot_heatmaps({f"M{k}": np.eye(10) for k in range(3)}, tick_labels=[f"c{k}" for k in range(10)]),
+    lambda: plot_learning_curves({f"m{k}": np.ones((2, 5)) for k in range(5)}),
+    lambda: plot_causal_graph({"A": (0, 0), "B": (4.8, 0)}, [("A", "B")], notes={"A": "a"}),
+], ids=["dots", "distributions", "image-strip", "heatmaps", "learning-curves", "causal-graph"])
+def test_figures_fit_the_column_with_legible_text(make):
+    png, metadata = _png_formatter(make())
+    width = int.from_bytes(png[16:20], "big")
+    height = int.from_bytes(png[20:24], "big")
+    assert metadata["width"] == round(width / 2) <= COLUMN_PX  # a 2x PNG, shown at its own size
+    assert width / height <= 3.0
+    smallest = min(t.get_fontsize() for t in make().findobj(Text) if t.get_visible() and t.get_text().strip())
+    assert smallest * DPI / 72 >= 9.0
+    assert metadata["icd_lib"]["smallest_text_px"] == pytest.approx(smallest * DPI / 72)

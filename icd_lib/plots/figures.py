@@ -4,18 +4,22 @@ Each function takes plain numbers (tensors, arrays or mappings of them), draws o
 returns it as a ``matplotlib.figure.Figure`` detached from pyplot's global state: a notebook
 shows it as the cell's last expression, a test inspects its artists, and nothing leaks between
 calls. The functions compute nothing: the chapters compute the numbers (that is what they
-teach) and hand them over.
+teach) and hand them over. Every figure follows ``icd_lib.plots.style``: the book's theme, one
+colour per method, ``FIGURE_WIDTH`` wide and no wider than ``MAX_ASPECT``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from scipy import stats
 
-# Colour-blind-safe (Okabe-Ito) colours, cycled through by every figure.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+from icd_lib.plots.style import FIGURE_WIDTH, MAX_ASPECT, MIN_FONT_PT, series_colours
+
+HIGHLIGHT = "#009E73"  # what a diagram points the reader to
 
 
 def _to_numpy(values, what: str) -> np.ndarray:
@@ -31,7 +35,7 @@ def _to_numpy(values, what: str) -> np.ndarray:
     return array
 
 
-def _new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 3.6, **kwargs):
+def _new_figure(ncols: int = 1, nrows: int = 1, width: float = FIGURE_WIDTH, height: float = 3.3, **kwargs):
     """A figure with a grid of axes, closed in pyplot so that only the caller holds it."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kwargs)
     plt.close(fig)
@@ -39,15 +43,22 @@ def _new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: floa
 
 
 def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str | None) -> Figure:
-    """Axis labels, a light grid, the legend and the title; then a tight layout."""
+    """Axis labels, the legend and the title; then a tight layout."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The mean of a sample and the half-width of its t confidence interval (0 for one value)."""
+    if values.size < 2:
+        return float(values.mean()), 0.0
+    half = stats.t.ppf((1 + level) / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean()), float(half)
 
 
 def plot_distributions(
@@ -72,33 +83,35 @@ def plot_distributions(
     if len(names) != k:
         raise ValueError(f"got {len(names)} category names for distributions over {k} categories")
 
-    fig, axes = _new_figure(width=max(6.0, 0.6 * k + 1.5))
+    fig, axes = _new_figure(height=3.0)
     ax = axes[0, 0]
     positions = np.arange(k)
     width = 0.8 / len(arrays)
-    for j, (label, values) in enumerate(arrays.items()):
+    for j, ((label, values), colour) in enumerate(zip(arrays.items(), series_colours(list(arrays)))):
         offset = (j - (len(arrays) - 1) / 2) * width
-        ax.bar(positions + offset, values, width=width, label=label, color=PALETTE[j % len(PALETTE)])
-    ax.set_xticks(positions, names, rotation=30, ha="right")
+        ax.bar(positions + offset, values, width=width, label=label, color=colour)
+    ax.set_xticks(positions, names, rotation=30, ha="right", rotation_mode="anchor")
+    ax.grid(axis="x", visible=False)
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
+    ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def plot_bars(
+def plot_dots(
     values: Mapping[str, float | Sequence[float]],
-    ylabel: str,
+    value_label: str,
     title: str | None = None,
     value_format: str = "{:.1f}",
-    ylim: tuple[float, float] | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> Figure:
-    """One bar per name at the mean of its values, each value (e.g. one per seed) as a dot.
+    """One row per name: each value (one per seed) as a dot, their mean as a bar, its 95% interval as a line.
 
-    values: name -> a number, or a sequence of numbers (runs with different seeds).
-    The mean is written above each bar with ``value_format``.
+    values: name -> a number, or a sequence of numbers (runs with different seeds); each name in
+    its method's colour. The mean is written at the right of its row with ``value_format``;
+    ``value_range`` fixes the value axis (it need not include 0: no bar length is read).
     """
     if not values:
         raise ValueError("values is empty: give at least one name -> number")
@@ -107,33 +120,44 @@ def plot_bars(
     for name, sample in zip(names, samples):
         if sample.ndim != 1 or sample.size == 0:
             raise ValueError(f"values[{name!r}] must be a number or a flat, non-empty list of numbers")
-    means = np.array([sample.mean() for sample in samples])
 
-    fig, axes = _new_figure(width=max(4.0, 1.1 * len(names) + 1.5))
+    fig, axes = _new_figure(height=max(2.6, 0.3 * len(names) + 1.2))
     ax = axes[0, 0]
-    positions = np.arange(len(names))
-    ax.bar(positions, means, color=[PALETTE[i % len(PALETTE)] for i in positions], width=0.6)
-    for position, sample, mean in zip(positions, samples, means):
+    rows = np.arange(len(names))[::-1]
+    jitter = np.random.default_rng(0)
+    for row, sample, colour in zip(rows, samples, series_colours(names)):
+        mean, half = mean_interval(sample)
         if sample.size > 1:
-            ax.scatter(np.full(sample.size, position), sample, color="black", s=12, zorder=3)
-        ax.annotate(
-            value_format.format(mean),
-            (position, max(mean, sample.max())),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-        )
-    ax.set_xticks(positions, names)
-    ax.set_ylabel(ylabel)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    else:
-        ax.margins(y=0.15)
+            ax.plot([mean - half, mean + half], [row, row], color=colour, linewidth=1.2, alpha=0.8, zorder=2)
+            ax.scatter(sample, row + jitter.uniform(-0.15, 0.15, sample.size), color=colour, s=20,
+                       alpha=0.85, edgecolors="white", linewidths=0.5, zorder=3)
+        ax.plot(mean, row, marker="|", markersize=14, markeredgewidth=2.5, color=colour, zorder=4)
+        ax.annotate(value_format.format(mean), (1.01, row), xycoords=("axes fraction", "data"),
+                    va="center", fontsize=8)
+    ax.set_yticks(rows, names)
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    ax.grid(axis="y", visible=False)
+    if value_range is not None:
+        ax.set_xlim(*value_range)
+    ax.set_xlabel(f"{value_label}\ndots: seeds; bar: mean; line: its 95% interval")
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_bars(values, ylabel: str, title: str | None = None, value_format: str = "{:.1f}",
+              ylim: tuple[float, float] | None = None) -> Figure:
+    """``plot_dots`` under the name and keywords the chapters used when it drew bars."""
+    return plot_dots(values, ylabel, title=title, value_format=value_format, value_range=ylim)
+
+
+def _blocks(rows: int, cols: int) -> int:
+    """How many blocks of columns, stacked, keep a rows x cols grid of square cells within ``MAX_ASPECT``."""
+    blocks = 1
+    while math.ceil(cols / blocks) + 0.6 > MAX_ASPECT * 0.9 * (rows * blocks + 0.3) and blocks < cols:
+        blocks += 1
+    return blocks
 
 
 def plot_image_grid(
@@ -146,7 +170,8 @@ def plot_image_grid(
     """A rows x cols grid of images.
 
     images: (rows, cols, c, h, w) with c = 1 (grey) or 3 (RGB), values in ``value_range``
-    (values outside are clipped). Row and column labels are written on the left and on top.
+    (values outside are clipped). Row and column labels are written on the left and on top. A
+    grid too wide for ``MAX_ASPECT`` is cut into blocks of columns stacked below each other.
     """
     grid = _to_numpy(images, "images")
     if grid.ndim != 5 or grid.shape[2] not in (1, 3):
@@ -163,21 +188,29 @@ def plot_image_grid(
         raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
     grid = np.clip((grid - low) / (high - low), 0.0, 1.0)
 
-    fig, axes = _new_figure(cols, rows, width=1.3 * cols + 0.8, height=1.3 * rows + 0.5)
+    blocks = _blocks(rows, cols)
+    per_block = math.ceil(cols / blocks)
+    cell = min(1.4, (FIGURE_WIDTH - (1.0 if row_labels else 0.2)) / per_block)
+    fig, axes = _new_figure(per_block, rows * blocks, width=cell * per_block + (1.0 if row_labels else 0.2),
+                            height=(cell + (0.3 if col_labels else 0.05)) * rows * blocks + (0.4 if title else 0.1))
+    for ax in axes.flat:
+        ax.axis("off")
     for r in range(rows):
         for c in range(cols):
-            ax = axes[r, c]
+            ax = axes[(c // per_block) * rows + r, c % per_block]
             image = grid[r, c].transpose(1, 2, 0)
             if image.shape[2] == 1:
                 ax.imshow(image[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
             else:
                 ax.imshow(image)
+            ax.axis("on")
             ax.set_xticks([])
             ax.set_yticks([])
+            ax.grid(False)
             if r == 0 and col_labels is not None:
-                ax.set_title(col_labels[c], fontsize=9)
-            if c == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[r], fontsize=9)
+                ax.set_title(col_labels[c], fontsize=8.5)
+            if c % per_block == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[r], fontsize=8.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -195,12 +228,14 @@ def plot_heatmaps(
     annotate: bool = False,
     tick_labels: Sequence[str] | None = None,
 ) -> Figure:
-    """Matrices side by side on one shared colour scale, each titled by its name.
+    """Matrices on one shared colour scale, each titled by its name, at most three (two with
+    ``tick_labels``) to a row.
 
     matrices: name -> (rows, cols) array. The colour scale spans all matrices unless ``vmin``
-    and ``vmax`` are given; ``annotate`` writes each entry (for small matrices). ``tick_labels``
-    (class names, say) label both axes of every matrix, so each must be (len, len); the x labels
-    are turned 45 degrees so that neighbours do not overlap.
+    and ``vmax`` are given. Signed matrices (entries on both sides of 0) always get the
+    diverging map "RdBu_r" centred at 0; ``cmap`` colours the others. ``annotate`` writes each
+    entry (for small matrices). ``tick_labels`` (class names, say) label both axes, so each
+    matrix must be (len, len); the x labels are turned 45 degrees.
     """
     if not matrices:
         raise ValueError("matrices is empty: give at least one name -> 2-D array")
@@ -213,24 +248,35 @@ def plot_heatmaps(
                              f"{array.shape[0]} x {array.shape[1]}; give one label per row and column")
     low = min(a.min() for a in arrays.values()) if vmin is None else vmin
     high = max(a.max() for a in arrays.values()) if vmax is None else vmax
+    if low < 0 < high:
+        cmap, low, high = "RdBu_r", -max(-low, high), max(-low, high)
 
-    fig, axes = _new_figure(len(arrays), width=3.3 * len(arrays) + 1.0, height=3.4, layout="constrained")
+    columns = min(len(arrays), 2 if tick_labels is not None else 3)
+    rows = math.ceil(len(arrays) / columns)
+    panel = (FIGURE_WIDTH - 1.0) / columns
+    fig, axes = _new_figure(columns, rows, height=rows * (panel + (0.9 if tick_labels is not None else 0.3)),
+                            layout="constrained")
     image = None
-    for ax, (name, array) in zip(axes[0], arrays.items()):
+    for ax in axes.flat[len(arrays):]:
+        ax.axis("off")
+    for k, (ax, (name, array)) in enumerate(zip(axes.flat, arrays.items())):
         image = ax.imshow(array, cmap=cmap, vmin=low, vmax=high)
+        ax.grid(False)
         ax.set_title(name)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        if k % columns == 0:
+            ax.set_ylabel(ylabel)
         if tick_labels is not None:
             ticks = range(len(tick_labels))
-            ax.set_xticks(ticks, tick_labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
-            ax.set_yticks(ticks, tick_labels, fontsize=7)
+            ax.set_xticks(ticks, tick_labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=MIN_FONT_PT)
+            ax.set_yticks(ticks, tick_labels if k % columns == 0 else [], fontsize=MIN_FONT_PT)
         if annotate:
             middle = (low + high) / 2
             for (r, c), value in np.ndenumerate(array):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if value < middle else "black")
-    fig.colorbar(image, ax=list(axes[0]), label=colorbar_label, shrink=0.85)
+                dark = abs(value) > 0.6 * high if cmap == "RdBu_r" else value < middle
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color="white" if dark else "black")
+    fig.colorbar(image, ax=list(axes.flat), label=colorbar_label, shrink=0.85)
     return fig
 
 
@@ -243,7 +289,7 @@ def plot_curves(
     logx: bool = False,
     logy: bool = False,
 ) -> Figure:
-    """Line plot of several curves over one shared x axis.
+    """Line plot of several curves over one shared x axis, each method in its colour.
 
     x: (m,) positions; curves: name -> (m,) values.
     """
@@ -252,13 +298,13 @@ def plot_curves(
         raise ValueError(f"x must be a non-empty 1-D list of positions, got shape {x.shape}")
     if not curves:
         raise ValueError("curves is empty: give at least one name -> values")
-    fig, axes = _new_figure()
+    fig, axes = _new_figure(height=3.0)
     ax = axes[0, 0]
-    for k, (name, values) in enumerate(curves.items()):
+    for (name, values), colour in zip(curves.items(), series_colours(list(curves))):
         y = _to_numpy(values, f"curves[{name!r}]")
         if y.shape != x.shape:
             raise ValueError(f"curves[{name!r}] has shape {y.shape}, but x has shape {x.shape}")
-        ax.plot(x, y, marker="o", markersize=3, label=name, color=PALETTE[k % len(PALETTE)])
+        ax.plot(x, y, marker="o", markersize=3, label=name, color=colour)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -273,32 +319,53 @@ def plot_learning_curves(
     title: str | None = None,
     ylim: tuple[float, float] | None = None,
 ) -> Figure:
-    """Per-epoch curves, one colour per name: the mean over runs as a line, their range as a band.
+    """Per-epoch curves as small multiples: one panel per name, three to a row, on a shared y axis.
 
     runs: name -> (runs, epochs) values, e.g. the test top-1 of every epoch of each seed's run
-    (a 1-D sequence is one run). Names may have different numbers of epochs; epochs count from 1.
-    The legend says how many runs each curve averages.
+    (a 1-D sequence is one run). Each panel draws its runs as thin lines and their mean as a thick
+    one, in the name's colour, over the other names' means in light grey. Names may have
+    different numbers of epochs; epochs count from 1. Each panel's title says how many runs it has.
     """
     if not runs:
         raise ValueError("runs is empty: give at least one name -> (runs, epochs) values")
-    fig, axes = _new_figure()
-    ax = axes[0, 0]
-    for k, (name, values) in enumerate(runs.items()):
+    arrays = {}
+    for name, values in runs.items():
         array = _to_numpy(values, f"runs[{name!r}]")
         array = array[None] if array.ndim == 1 else array
         if array.ndim != 2 or array.size == 0:
             raise ValueError(f"runs[{name!r}] must be (runs, epochs) values, got shape {array.shape}")
-        epochs = np.arange(1, array.shape[1] + 1)
-        colour = PALETTE[k % len(PALETTE)]
+        arrays[name] = array
+    columns = min(3, len(arrays))
+    rows = math.ceil(len(arrays) / columns)
+    fig, axes = _new_figure(columns, rows, height=rows * (2.0 if columns > 1 else 3.0) + 0.5,
+                            sharex=True, sharey=True)
+    means = {name: (np.arange(1, a.shape[1] + 1), a.mean(axis=0)) for name, a in arrays.items()}
+    for ax in axes.flat[len(arrays):]:
+        ax.axis("off")
+    for k, (ax, (name, array), colour) in enumerate(zip(axes.flat, arrays.items(), series_colours(list(arrays)))):
+        for other, (epochs, mean) in means.items():
+            if other != name:
+                ax.plot(epochs, mean, color="#C8C8C8", linewidth=1, zorder=1)
+        epochs, mean = means[name]
+        for run in array:
+            ax.plot(epochs, run, color=colour, linewidth=0.8, alpha=0.45, zorder=2)
+        ax.plot(epochs, mean, color=colour, linewidth=2, zorder=3)
         count = array.shape[0]
-        label = f"{name} ({count} run{'s' if count > 1 else ''})"
-        ax.plot(epochs, array.mean(axis=0), marker="o", markersize=3, color=colour, label=label)
-        if count > 1:
-            ax.fill_between(epochs, array.min(axis=0), array.max(axis=0), color=colour, alpha=0.2, linewidth=0)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(f"{name} ({count} run{'s' if count > 1 else ''})", color=colour)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if k % columns == 0:
+            ax.set_ylabel(ylabel if rows == 1 else "")
+        if k >= len(arrays) - columns:
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_tick_params(labelbottom=True)
+    if rows > 1:
+        fig.supylabel(ylabel, fontsize=9)
     if ylim is not None:
-        ax.set_ylim(*ylim)
-    return _finish(fig, ax, xlabel, ylabel, title)
+        axes[0, 0].set_ylim(*ylim)
+    if title:
+        fig.suptitle(f"{title}\nthin: each run; thick: their mean; grey: the other panels' means")
+    fig.tight_layout()
+    return fig
 
 
 def plot_causal_graph(
@@ -327,8 +394,9 @@ def plot_causal_graph(
     xs = np.array([p[0] for p in positions.values()])
     ys = np.array([p[1] for p in positions.values()])
     radius = 0.32
-    width = max(3.0, 1.3 * (np.ptp(xs) + 1.6))
-    height = max(1.6, 1.3 * (np.ptp(ys) + 1.4) + (0.3 if notes else 0.0))
+    unit = min(1.3, FIGURE_WIDTH / (np.ptp(xs) + 1.6))  # inches per unit of the node positions
+    width = max(3.0, unit * (np.ptp(xs) + 1.6))
+    height = max(width / (0.9 * MAX_ASPECT), unit * (np.ptp(ys) + 1.4) + (0.3 if notes else 0.0))
     fig, axes = _new_figure(width=width, height=height)
     ax = axes[0, 0]
     from matplotlib.patches import Circle, FancyArrowPatch
@@ -336,7 +404,7 @@ def plot_causal_graph(
     for name, (x, y) in positions.items():
         is_observed = name in observed
         ax.add_patch(Circle((x, y), radius, facecolor="#D9E8F5" if is_observed else "white",
-                            edgecolor=PALETTE[0], linewidth=1.6, linestyle="-" if is_observed else "--",
+                            edgecolor="#4C4C4C", linewidth=1.6, linestyle="-" if is_observed else "--",
                             zorder=2, gid=f"node:{name}"))
         ax.text(x, y, name, ha="center", va="center", fontsize=13, zorder=3)
         if notes and name in notes:
@@ -345,10 +413,10 @@ def plot_causal_graph(
         ax.add_patch(FancyArrowPatch(positions[cause], positions[effect], arrowstyle="-|>", mutation_scale=16,
                                      shrinkA=radius * 72 * 1.3, shrinkB=radius * 72 * 1.3, linewidth=1.5,
                                      color="#333333", zorder=1, gid=f"edge:{cause}->{effect}"))
-    bottom = ys.min() - 0.7 - (0.5 if notes else 0.0)
+    bottom = ys.min() - 1.0 - (0.5 if notes else 0.0)
     if observed and set(observed) != set(nodes):
         ax.text(xs.max() + 0.8, bottom, "filled: observed; dashed: latent", ha="right", va="bottom",
-                fontsize=8, color="#555555", gid="text:legend")
+                fontsize=MIN_FONT_PT, color="#555555", gid="text:legend")
     ax.set_xlim(xs.min() - 0.8, xs.max() + 0.8)
     ax.set_ylim(bottom, ys.max() + 0.7)
     ax.set_aspect("equal")
@@ -426,7 +494,7 @@ def plot_icd_diagram(similarity, row_softmax, column_softmax, title: str | None 
     cell = matrix(matrices["P"], 14.6, 5.5, 2.3, "magma", "$P$: softmax of each row\n(student $i$ picks teacher $j$)")
     for k in range(n):
         ax.add_patch(Rectangle((14.6 + k * cell, 5.5 + 2.3 - (k + 1) * cell), cell, cell, fill=False,
-                               edgecolor=PALETTE[2], linewidth=1.2, gid=f"diagonal:{k}"))
+                               edgecolor=HIGHLIGHT, linewidth=1.2, gid=f"diagonal:{k}"))
     matrix(matrices["Q"], 14.6, 1.1, 2.3, "magma", "$Q$: softmax of each\ncolumn, transposed",
            below="(teacher $i$ picks student $j$)")
     arrow((13.2, 5.3), (14.5, 6.4))
@@ -438,7 +506,7 @@ def plot_icd_diagram(similarity, row_softmax, column_softmax, title: str | None 
             "row $i$ of $Q$ against\nrow $i$ of $P$", ha="left", va="center", fontsize=8.5, gid="text:invariance")
     ax.text(17.5, 1.5, "$L_{ICD} = L_{contrast}$\n$\\quad + \\alpha\\, L_{invariance}$",
             ha="left", va="center", fontsize=9.5, gid="text:total",
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#EAF4EA", "edgecolor": PALETTE[2]})
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#EAF4EA", "edgecolor": HIGHLIGHT})
     if title:
         ax.set_title(title)
     fig.tight_layout()
