@@ -1,0 +1,95 @@
+"""What the code is about to run on, said in one line, and the paper's recipe refused on a CPU.
+
+:func:`check_runtime` names the device torch will use (a GPU's name, or the CPU and torch's
+threads). The ``paper`` profile is meant for a GPU: on a runtime without one it raises
+:class:`NeedsGPUError` with the Colab instruction to switch to a GPU runtime, unless
+``allow_cpu`` (or ``$ICD_ALLOW_CPU=1``) asks for the CPU anyway. Given the folder of a run's
+records, it adds how long the runs of that profile took on a device of the same name, from the
+records' ``wall_time_s``; it estimates nothing it has not measured.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from icd_lib.config import get_profile
+from icd_lib.results.records import load_records
+from icd_lib.utils import device_description
+
+ALLOW_CPU_ENV = "ICD_ALLOW_CPU"
+GPU_PROFILES = ("paper",)
+COLAB_GPU = ("in Colab: Runtime > Change runtime type > Hardware accelerator: a GPU > Save, then run "
+             "the notebook again from the top (the runtime restarts)")
+
+
+class NeedsGPUError(RuntimeError):
+    """The work asked for needs a GPU and this runtime has none; the message says how to get one."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device torch will use: ``kind`` "cuda", "cpu" or "mps", ``name`` as records store it,
+    torch's CPU ``threads``, and the measured time per run on a device of this name, if any."""
+
+    kind: str
+    name: str
+    threads: int
+    measured: str | None = None
+
+    def __str__(self) -> str:
+        found = f"GPU: {self.name}; torch uses {self.threads} CPU threads" if self.kind == "cuda" else f"no GPU: {self.name}"
+        return found + (f"; {self.measured}" if self.measured else "")
+
+
+def allow_cpu_from_env() -> bool:
+    return os.environ.get(ALLOW_CPU_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def check_runtime(profile: str | None = None, device: str | None = None, allow_cpu: bool | None = None,
+                  out: str | os.PathLike | None = None) -> Runtime:
+    """The runtime ``device`` (default: a GPU where there is one) gives ``profile``'s runs.
+
+    NeedsGPUError when ``device`` asks for CUDA that is not there, or when ``profile`` is a GPU
+    recipe (``GPU_PROFILES``) on a CPU and ``allow_cpu`` (default ``$ICD_ALLOW_CPU``) is not set.
+    With ``out`` (the folder holding ``results/``), the measured time per run is added."""
+    profile = get_profile(profile)
+    kind = torch.device(device).type if device else ("cuda" if torch.cuda.is_available() else "cpu")
+    where = "this Colab runtime" if "google.colab" in sys.modules else "this machine"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise NeedsGPUError(f"a CUDA device was asked for, but torch sees no GPU on {where}; {COLAB_GPU}; "
+                            "elsewhere, run on a machine with an NVIDIA GPU, or use --device cpu")
+    allow_cpu = allow_cpu_from_env() if allow_cpu is None else allow_cpu
+    if kind == "cpu" and profile.name in GPU_PROFILES and not allow_cpu:
+        raise NeedsGPUError(
+            f"the {profile.name} profile ({profile.student_epochs} epochs per run on {profile.dataset}) is meant "
+            f"for a GPU, and torch sees none on {where}; {COLAB_GPU}. To run it on the CPU anyway, set "
+            f"{ALLOW_CPU_ENV}=1")
+    name = device_description(device or kind)
+    measured = measured_time(out, profile.name, name) if out is not None else None
+    return Runtime(kind, name, torch.get_num_threads(), measured)
+
+
+def measured_time(out: str | os.PathLike, profile: str, device_name: str) -> str:
+    """How long the ``profile`` runs recorded under ``out/results`` on ``device_name`` took: the
+    median ``wall_time_s`` per run and how many records it comes from."""
+    results = Path(out) / "results"
+    try:
+        times = [r.wall_time_s for r in load_records(results, profile=profile, device=device_name)]
+    except (FileNotFoundError, ValueError) as err:
+        return f"no measured time ({err})"
+    if not times:
+        return f"no {profile} run recorded on {device_name} in {results} yet, so no measured time"
+    return (f"{profile} runs recorded on {device_name} took {duration(statistics.median(times))} each "
+            f"(median wall_time_s of {len(times)} records in {results})")
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as "42 s", "3.5 min" or "2.1 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
