@@ -174,3 +174,13 @@ def test_term_share_by_hand():
             for s in range(2)]
     assert term_share(runs, "cc") == pytest.approx(2 * 0.01 / 0.52)
     assert term_share(runs, "ce") == pytest.approx(0.5 / 0.52)
+
+
+def test_reported_relative_improvement_and_pairs_above_by_hand():
+    from icd_lib.results.report import pairs_above, reported_relative_improvement
+
+    table = {"student": (60.0, 70.0, 50.0), "kd": (62.0, 71.0, 54.0), "icd": (63.0, None, 53.0), "crd": (62.5, 72.0, 55.0)}
+    value, pairs = reported_relative_improvement("icd", [table])
+    assert pairs == 2 and value == pytest.approx(((63 - 62) / 2 + (53 - 54) / 4) / 2)
+    assert reported_relative_improvement("ofd", [table]) == (pytest.approx(math.nan, nan_ok=True), 0)
+    assert pairs_above("icd", "crd", [table]) == (1, 2)

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from icd_lib.eval.metrics import relative_improvement
-from icd_lib.plots import PALETTE
-from icd_lib.plots.experiments import plot_differences, plot_seed_sweep
 from icd_lib.results import RunRecord
 from icd_lib.results.reported import PAPER_RELATIVE_IMPROVEMENT, TABLE_1, TABLE_1_PAIRS, TABLE_2, TABLE_2_PAIRS
 from icd_lib.experiments.spec import RunSpec
@@ -242,20 +240,6 @@ def test_the_transcribed_tables_give_the_papers_headline_relative_improvements(m
         accuracies += [(m, k, v) for m, k, v in zip(table[method], table["kd"], table["student"]) if m is not None]
     method_acc, kd, vanilla = zip(*accuracies)
     assert round(relative_improvement(method_acc, kd, vanilla), 4) == PAPER_RELATIVE_IMPROVEMENT[method]
-
-
-def test_experiment_figures_draw_what_they_are_given():
-    figure = plot_seed_sweep([0.0, 0.5, 5.0], [[80, 81], [82, 83, 84], [79]], "alpha", logx=True,
-                             reference={"KD": 81.0})
-    ax = figure.axes[0]
-    assert ax.get_xscale() == "symlog" and len(ax.lines) >= 2
-    forest = plot_differences(["icd", "crd"], [0.5, -0.2], [0.1, -0.9], [0.9, 0.5], "difference to KD (points)")
-    assert {t.get_text() for t in forest.axes[0].get_yticklabels()} == {"icd", "crd"}
-    intervals = [line for line in forest.axes[0].lines if len(line.get_xdata()) == 2 and line.get_linewidth() == 2]
-    colours = {tuple(line.get_xdata()): line.get_color() for line in intervals}
-    assert colours[(0.1, 0.9)] == PALETTE[0] and colours[(-0.9, 0.5)] == "grey"  # only icd's excludes 0
-    with pytest.raises(ValueError, match="one list of runs per x position"):
-        plot_seed_sweep([1, 2], [[1.0]], "beta")
 
 
 def test_named_records_reads_complete_records_and_lists_the_rest(tmp_path):

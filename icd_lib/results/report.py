@@ -389,3 +389,19 @@ def below_median(records: Sequence[RunRecord], gap: float = 10.0) -> list[tuple[
     the median of ``records`` (one experiment's seeds)."""
     median = float(np.median([r.last_top1 for r in records]))
     return [(r, median) for r in records if median - r.last_top1 > gap]
+
+
+def reported_relative_improvement(method: str, tables: Sequence[Mapping[str, Sequence]]) -> tuple[float, int]:
+    """The paper's footnote 1 for ``method`` over every pair of ``tables`` (``reported.TABLE_1``
+    etc.) where it has a number: (the mean relative improvement over KD, how many pairs)."""
+    from icd_lib.eval.metrics import relative_improvement
+
+    found = [(a, k, v) for table in tables for a, k, v in zip(table.get(method, ()), table["kd"], table["student"])
+             if a is not None]
+    return (relative_improvement(*zip(*found)), len(found)) if found else (math.nan, 0)
+
+
+def pairs_above(a: str, b: str, tables: Sequence[Mapping[str, Sequence]]) -> tuple[int, int]:
+    """(pairs where method ``a`` is reported above ``b``, pairs where both are reported)."""
+    both = [(x, y) for table in tables for x, y in zip(table[a], table[b]) if x is not None and y is not None]
+    return sum(x > y for x, y in both), len(both)
