@@ -1,6 +1,8 @@
 """The figure functions draw exactly the numbers they are given and reject malformed input."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -29,6 +31,7 @@ from icd_lib.plots import (  # noqa: E402
     plot_learning_curves,
 )
 from icd_lib.plots.experiments import plot_differences, plot_seed_sweep  # noqa: E402
+from icd_lib.plots.explorers import explore, resolving_power, seeds_explorer  # noqa: E402
 from icd_lib.plots.style import COLUMN_PX, DPI, _png_formatter  # noqa: E402
 
 T_975_DF2 = 4.302652729911275  # the 97.5% quantile of Student's t with 2 degrees of freedom (tables)
@@ -384,3 +387,44 @@ def test_figures_fit_the_column_with_legible_text(make):
     smallest = min(t.get_fontsize() for t in make().findobj(Text) if t.get_visible() and t.get_text().strip())
     assert smallest * DPI / 72 >= 9.0
     assert metadata["icd_lib"]["smallest_text_px"] == pytest.approx(smallest * DPI / 72)
+
+
+def test_resolving_power_matches_simulated_experiments():
+    rng = np.random.default_rng(0)
+    sd, seeds, difference = 0.4, 5, 0.5
+    a = rng.normal(difference, sd, size=(20000, seeds))
+    b = rng.normal(0.0, sd, size=(20000, seeds))
+    from scipy.stats import ttest_ind
+    simulated = (ttest_ind(a, b, axis=1).pvalue < 0.05).mean()
+    assert resolving_power(difference, sd, seeds) == pytest.approx(simulated, abs=0.015)
+    assert resolving_power(0.0, sd, seeds) == pytest.approx(0.05, abs=1e-9)  # no difference: the test's level
+
+
+def test_an_explorer_holds_one_frame_per_value_and_a_live_widget():
+    drawn = []
+
+    def draw(fig, value):
+        drawn.append(value)
+        fig.subplots().plot([0, 1], [0, value])
+
+    explorer = explore(draw, [1, 2, 3], "k")
+    bundle = explorer._repr_mimebundle_()
+    page = bundle["text/html"]
+    assert len(set(re.findall(r"frames\[(\d+)\]", page))) == 3
+    assert 'class="anim-slider"' in page and "https://" not in page  # no resource from the network
+    assert re.search(r'data-smallest-text-px="(\d+\.\d+)"', page)
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert {1, 2, 3} <= set(drawn)
+    with pytest.raises(ValueError, match="at least one value"):
+        explore(draw, [], "k")
+
+
+def test_seeds_explorer_draws_the_expected_interval_of_each_difference():
+    explorer = seeds_explorer(0.4, differences=(0.5, 2.0), seeds=(2, 5))
+    fig = explorer.new_figure()
+    explorer.render(fig, 5)
+    intervals = fig.axes[0]
+    half = 2.306004135 * 0.4 * np.sqrt(2 / 5)  # t(0.975, 8 degrees of freedom), from tables
+    spans = [line.get_xdata() for line in intervals.get_lines() if len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(spans[0], [0.5 - half, 0.5 + half], rtol=1e-6)
+    assert fig._suptitle.get_text() == "seeds per method = 5"
