@@ -42,7 +42,10 @@ class Runtime:
     measured: str | None = None
 
     def __str__(self) -> str:
-        found = f"GPU: {self.name}; torch uses {self.threads} CPU threads" if self.kind == "cuda" else f"no GPU: {self.name}"
+        if self.kind == "cuda":
+            found = f"GPU: {self.name}; torch uses {self.threads} CPU threads"
+        else:
+            found = f"no GPU: {self.name}"
         return found + (f"; {self.measured}" if self.measured else "")
 
 

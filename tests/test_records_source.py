@@ -68,7 +68,7 @@ def test_a_corrupted_cached_file_is_fetched_again(repo, tmp_path):
 
 def test_a_source_file_that_differs_from_the_manifest_is_reported(repo, tmp_path):
     (repo / "results/book-kd-resnet8-seed0.json").write_bytes(b'{"last_top1": 99.99}\n')
-    with pytest.raises(RecordsUnavailableError, match="differ from the manifest.*book-kd-resnet8-seed0"):
+    with pytest.raises(RecordsUnavailableError, match="differ from its manifest.*book-kd-resnet8-seed0"):
         fetch(repo, tmp_path / "cache")
 
 

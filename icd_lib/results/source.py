@@ -128,7 +128,8 @@ def files_url(repo: str, commit: str | None) -> str:
     return f"https://raw.githubusercontent.com/{match[1]}/{match[2]}/{commit}"
 
 
-def fetch_book_records(repo: str | None = None, commit: str | None = None, cache: str | os.PathLike | None = None) -> Path:
+def fetch_book_records(repo: str | None = None, commit: str | None = None,
+                       cache: str | os.PathLike | None = None) -> Path:
     """The book's records of ``commit`` from ``repo`` (defaults: ``$ICD_BOOK_REPO`` else pip's
     URL, and pip's commit), in ``cache/<commit>`` (default ``~/.cache/icd_lib/book``), fetched
     where missing or different from the manifest, with a progress bar; RecordsUnavailableError
@@ -139,7 +140,8 @@ def fetch_book_records(repo: str | None = None, commit: str | None = None, cache
     if repo is None:
         raise unavailable("icd_lib was not installed from a repository (pip recorded no URL)")
     base = files_url(repo, commit)
-    folder = Path(cache or user_cache_dir() / "book") / (commit or "url-" + hashlib.sha256(base.encode()).hexdigest()[:12])
+    key = commit or "url-" + hashlib.sha256(base.encode()).hexdigest()[:12]
+    folder = Path(cache or user_cache_dir() / "book") / key
     manifest = folder / MANIFEST
     if commit is None or not manifest.is_file():  # a commit pins the manifest; without one, read it again
         download(base, [MANIFEST], folder)
@@ -150,8 +152,8 @@ def fetch_book_records(repo: str | None = None, commit: str | None = None, cache
                  description=f"book records of {commit[:7] if commit else base}")
     wrong = stale(folder, todo)
     if wrong:
-        raise unavailable(f"{len(wrong)} fetched files differ from the manifest, e.g. {wrong[0].path} "
-                          f"from {base}; delete {folder} and run again")
+        raise unavailable(f"{len(wrong)} files fetched from {base} differ from its manifest, e.g. "
+                          f"{wrong[0].path} (the source does not hold the files of commit {commit})")
     return folder
 
 
@@ -164,7 +166,8 @@ def download(base: str, paths: Iterable[str], folder: Path, total: int | None = 
         for path in paths:
             url = f"{base}/{urllib.parse.quote(path)}"
             try:
-                atomic_write(folder / path, lambda tmp: copy_url(url, tmp, bar.update), "the files fetched before it are kept")
+                atomic_write(folder / path, lambda tmp: copy_url(url, tmp, bar.update),
+                             "the files fetched before it are kept")
             except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
                 raise unavailable(f"{url} could not be read ({getattr(err, 'reason', err)})") from err
 
@@ -237,8 +240,9 @@ def write_manifest(root: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m icd_lib.results.source",
-                                     description="Print the folder holding the book's records (fetching them if needed).")
+    parser = argparse.ArgumentParser(
+        prog="python -m icd_lib.results.source",
+        description="Print the folder holding the book's records (fetching them if needed).")
     parser.add_argument("--write-manifest", action="store_true",
                         help=f"write {MANIFEST} of this checkout from its committed records and checkpoints")
     args = parser.parse_args(argv)
