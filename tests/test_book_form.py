@@ -15,6 +15,7 @@ HIDDEN = {"hide-input", "remove-input", "remove-cell"}
 MAX_VISIBLE_LINES = 15
 MAX_FUNCTIONS = 2
 GLUE_PREFIX = "application/papermill.record/"
+EVIDENCE = "application/vnd.icd-lib.verdict+json"  # where a glued verdict keeps its numbers (a JSON string)
 ADMONITION = re.compile(r"^(`{3,}|:{3,})\{(important|admonition|note|tip|attention|hint)\}")
 GLUE_REFERENCE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
 
@@ -99,11 +100,10 @@ def test_every_glue_reference_has_a_stored_value(name):
 
 @pytest.mark.parametrize("name", PART_II)
 def test_every_glued_verdict_agrees_with_its_interval(name):
-    verdicts = {k: v for k, v in glued(chapter(name)).items() if "application/json" in v}
+    verdicts = {k: v for k, v in glued(chapter(name)).items() if EVIDENCE in v}
     wrong = []
     for key, data in verdicts.items():
-        evidence = data["application/json"]
-        evidence = json.loads(evidence) if isinstance(evidence, str) else evidence
+        evidence = json.loads(data[EVIDENCE])
         word = ast.literal_eval(data["text/plain"])
         if not word == evidence["verdict"] == expected_word(evidence):
             wrong.append(f"{key}: says {word!r}, its numbers allow {expected_word(evidence)!r} ({evidence})")

@@ -87,10 +87,11 @@ def test_holm_verdicts_can_withdraw_an_unadjusted_one():
 def glued_outputs(monkeypatch, comparisons):
     """What ``glue_comparison`` stores in a notebook, captured from myst-nb's display call."""
     import myst_nb.ext.glue as glue_module
+    from nbformat.v4 import new_output
 
-    outputs = []
+    outputs = []  # new_output validates each against the notebook format, as a kernel's output is
     monkeypatch.setattr(glue_module, "ipy_display", lambda data, raw, metadata: outputs.append(
-        {"output_type": "display_data", "data": data, "metadata": metadata}))
+        new_output("display_data", data=data, metadata=metadata)))
     for c in comparisons:
         glue_comparison(c)
     return {"cells": [{"cell_type": "code", "outputs": outputs, "source": ""}]}

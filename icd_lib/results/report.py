@@ -27,6 +27,7 @@ VERDICTS = (ABOVE, BELOW, NOT_RESOLVED)
 SHADES = {ABOVE: "background-color: #d8ecd3", BELOW: "background-color: #f6d5d0", NOT_RESOLVED: ""}
 REPORTED_COLUMN = "reported by the paper (%)"
 GLUE_PREFIX = "application/papermill.record/"  # myst-nb's prefix for values glued without display
+EVIDENCE_MIME = "application/vnd.icd-lib.verdict+json"  # a glued verdict's numbers, a JSON string
 
 
 def verdict_word(low: float, high: float) -> str:
@@ -155,8 +156,9 @@ def interval_words(c: Comparison, unit: str = "points") -> str:
 
 
 class GluedVerdict:
-    """A verdict word as glue stores it: its text is the word; its JSON, the numbers it follows
-    (``rule`` "interval": ``low``, ``high``; ``rule`` "holm": ``difference``, ``p_holm``, ``alpha``)."""
+    """A verdict word as glue stores it: its text is the word; beside it, under ``EVIDENCE_MIME``
+    as a JSON string, the numbers it follows (``rule`` "interval": ``low``, ``high``; ``rule``
+    "holm": ``difference``, ``p_holm``, ``alpha``)."""
 
     def __init__(self, word: str, **evidence):
         self.word, self.evidence = word, {k: _json_number(v) for k, v in evidence.items()}
@@ -164,8 +166,8 @@ class GluedVerdict:
     def __repr__(self) -> str:
         return repr(self.word)  # quoted, as glue's text role expects a string's repr
 
-    def _repr_json_(self) -> dict:
-        return {"verdict": self.word, **self.evidence}
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return {"text/plain": repr(self.word), EVIDENCE_MIME: json.dumps({"verdict": self.word, **self.evidence})}
 
 
 def _json_number(value):
@@ -200,16 +202,14 @@ def glue_comparison(c: Comparison, unit: str = "points") -> None:
 
 def glued_verdicts(notebook: dict) -> list[dict]:
     """Every ``GluedVerdict`` stored in a notebook's outputs (a dict from ``json.load``), as
-    {"name", "text", and its JSON fields}."""
+    {"name", "text", and its evidence's fields}."""
     found = []
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
             data = {k.removeprefix(GLUE_PREFIX): v for k, v in output.get("data", {}).items()}
-            if name and "application/json" in data:
-                evidence = data["application/json"]
-                evidence = json.loads(evidence) if isinstance(evidence, str) else evidence
-                found.append({"name": name, "text": data.get("text/plain", ""), **evidence})
+            if name and EVIDENCE_MIME in data:
+                found.append({"name": name, "text": data.get("text/plain", ""), **json.loads(data[EVIDENCE_MIME])})
     return found
 
 
