@@ -69,7 +69,7 @@ def write_records(folder: Path, times: list[float], device: str, profile: str) -
 
 def test_the_measured_time_is_the_median_of_the_records_on_a_device_of_that_name(a_gpu, tmp_path):
     write_records(tmp_path / "mine", [600.0, 660.0, 7200.0], "Tesla T4", "paper")  # median 660 s = 11.0 min
-    shutil.copy(RECORD, tmp_path / "mine" / "results" / "other-device.json")  # a book run on a CPU
+    shutil.copy(RECORD, tmp_path / "mine" / "results" / RECORD.name)  # a book run on a CPU
     said = str(check_runtime("paper", out=tmp_path / "mine"))
     assert "took 11.0 min each" in said and "3 records" in said
 
