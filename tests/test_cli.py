@@ -103,7 +103,7 @@ def test_set_changes_the_recipe_and_names_the_valid_keys(capsys, tmp_path):
 @pytest.mark.parametrize("argv, environment, message", [
     (["distill"], {"ICD_PROFILE": "foo"}, "unknown profile 'foo' (set by argument or $ICD_PROFILE); valid profiles"),
     (["plan", "nope", "--status"], {}, "unknown plan 'nope'; valid plans: book, paper, smoke"),
-    (["plan", "smoke", "--index", "999"], {}, "plan smoke has 21 runs (indices 0 to 20), not 999"),
+    (["plan", "smoke", "--index", "999"], {}, "plan smoke has 24 runs (indices 0 to 23), not 999"),
 ])
 def test_expected_failures_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, environment, message):
     for key, value in environment.items():

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from icd_lib.config import get_profile, method_options, method_weights
-from icd_lib.experiments.plans import PAPER_METHODS, PAPER_PAIRS_CROSS, PAPER_PAIRS_SAME, PLANS, get_plan, plan_specs
+from icd_lib.experiments.plans import MATCHED_SEEDS, PAPER_METHODS, PAPER_PAIRS_CROSS, PAPER_PAIRS_SAME, PLANS, get_plan, plan_specs
 from icd_lib.experiments.spec import RunSpec, SpecError, make_spec, parse_assignments
 from icd_lib.losses.icd import ICDLoss
 
@@ -53,11 +53,13 @@ def test_teachers_come_before_the_runs_that_need_them():
 
 def test_the_book_plan_holds_what_the_chapters_read():
     groups = {g.name: g for g in get_plan("book")}
-    assert list(groups) == ["comparison-a", "ablations", "invariance", "causal", "comparison-b"]
+    assert list(groups) == ["comparison-a", "ablations", "invariance", "causal", "comparison-b", "matched-weights"]
     methods_a = {s.method for s in groups["comparison-a"].specs}
     assert {"student", "kd", "fitnet", "at", "sp", "cc", "rkd", "pkt", "vid", "nst", "crd", "crd+kd", "icd",
             "icd+kd", "ab", "ft", "fsp", "dkd", "kd+ls", "dkd+ls", "wsld", "dist"} <= methods_a
-    assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items() if name != "causal")
+    assert all(len({s.seed for s in g.specs}) == 3 for name, g in groups.items()
+               if name not in ("causal", "matched-weights"))
+    assert {s.seed for s in groups["matched-weights"].specs} == set(MATCHED_SEEDS)
     crd_negatives = {dict(s.options).get("crd.num_negatives") for s in groups["comparison-a"].specs if s.method == "crd"}
     assert crd_negatives == {None, 4096}  # the default K, and K/N near CIFAR-100's 16384 / 50000
     crd_weights = {dict(s.weights).get("crd") for s in groups["comparison-a"].specs if s.method == "crd"}
@@ -128,11 +130,56 @@ def test_bad_specs_are_refused_before_anything_trains(kwargs, message):
 
 
 def test_assignments_split_weights_from_options():
-    assert parse_assignments(["kd=0.5", "icd.alpha=0.1", "kd+ls.standardize=true"]) == (
-        {"kd": 0.5}, {"icd.alpha": 0.1, "kd+ls.standardize": True})
+    assert parse_assignments(["kd=0.5", "icd.alpha=0.1", "kd.standardize=true"]) == (
+        {"kd": 0.5}, {"icd.alpha": 0.1, "kd.standardize": True})
     for bad in ("kd", "=1", "kd=", "kd=fast"):
         with pytest.raises(SpecError):
             parse_assignments([bad])
+
+
+@pytest.mark.parametrize("assignment, value", [
+    ("kd.standardize=false", False), ("kd.standardize=true", True),
+    ("kd.temperature=2", 2.0), ("kd.temperature=0.5", 0.5), ("kd.temperature=1e-05", 1e-05),
+    ("crd.num_negatives=4096", 4096), ("ft.init_lr=0.1", 0.1), ("fitnet.hint_layer=2", 2),
+])
+def test_an_option_is_read_as_the_type_its_term_declares(assignment, value):
+    key = assignment.partition("=")[0]
+    (read,) = parse_assignments([assignment])[1].values()
+    assert read == value and type(read) is type(value), key
+
+
+@pytest.mark.parametrize("weights, name", [
+    ({"kd": 1e-05}, "book-kd-resnet8-from-resnet20-seed0-kd=0.00001"),
+    ({"kd": 2.5e-07}, "book-kd-resnet8-from-resnet20-seed0-kd=0.00000025"),
+    ({"kd": 0.1234567}, "book-kd-resnet8-from-resnet20-seed0-kd=0.1234567"),  # "g" would round to 0.123457
+    ({"kd": 1e20}, "book-kd-resnet8-from-resnet20-seed0-kd=1e+20"),
+    ({"kd": 0.5, "ce": 1.0}, "book-kd-resnet8-from-resnet20-seed0-ce=1-kd=0.5"),
+])
+def test_any_finite_weight_has_a_name_that_reads_back_exactly(weights, name):
+    spec = make_spec("book", "kd", weights=weights)
+    assert spec.name == name
+    assert RunSpec.from_name(name) == spec and dict(RunSpec.from_name(name).weights) == weights
+    text = name.rpartition("kd=")[2]
+    assert parse_assignments([f"kd={text}"])[0]["kd"] == weights["kd"]  # the command line reads the name's text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"options": {"kd.standardize": "no"}}, "kd.standardize='no' is not valid: kd.standardize takes true or false"),
+    ({"options": {"kd.temperature": True}}, "kd.temperature=True is not valid"),
+    ({"options": {"kd.temperature": float("inf")}}, "kd.temperature=inf is not valid"),
+    ({"weights": {"kd": float("nan")}}, "weight kd=nan must be >= 0 and finite"),
+    ({"weights": {"kd": float("inf")}}, "weight kd=inf must be >= 0 and finite"),
+    ({"seed": 2**32}, "seed must be a non-negative integer up to 4294967295"),
+    ({"weights": {"kd": 1e-300}}, "is not a safe file name of at most 200 characters"),
+])
+def test_values_that_would_fail_late_are_refused_by_the_spec(kwargs, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        make_spec("book", "kd", **kwargs)
+
+
+def test_crd_options_are_checked_by_their_declared_types():
+    with pytest.raises(SpecError, match="crd.num_negatives=1.5 is not valid: crd.num_negatives takes a whole number"):
+        make_spec("book", "crd", options={"crd.num_negatives": 1.5})
 
 
 @pytest.mark.parametrize("name", ["book-kd-resnet8", "book-kd-resnet8-from-resnet20-s0", "nope-kd-resnet8-seed0",

@@ -17,18 +17,32 @@ teacher, the seed, then what differs from the defaults: ``e<epochs>``, ``n<train
 """
 from __future__ import annotations
 
+import math
+import re
+import typing
 from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from icd_lib.config import METHOD_WEIGHTS, Profile, get_profile, method_options, method_weights
 from icd_lib.data.content_style import STYLE_MODES
 from icd_lib.data.info import DATASETS
-from icd_lib.losses.base import term_class
+from icd_lib.losses.base import available_methods, term_class
 from icd_lib.models import MODEL_NAMES
 from icd_lib.train.loop import TrainConfig, default_lr
 
 TEACHER = "teacher"  # the recipe name of a teacher run: cross-entropy only, no teacher of its own
 TEACHER_SEED = 0  # each (profile, dataset, architecture) has one teacher, shared by all students
-Value = float | int | bool | str
+Value = float | int | bool
+MAX_SEED = 2**32 - 1  # NumPy takes seeds up to here
+# A run name is a file name (results/<name>.json, checkpoints/<name>/, and a temporary
+# .<name>.json.XXXXXXXX.tmp while a record is written): these characters only, at most this long.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+=][A-Za-z0-9_.+=-]*")
+MAX_NAME_LENGTH = 200
+INTEGER = re.compile(r"[+-]?[0-9]+")
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+ACCEPTED_FORMS = {bool: "true or false", int: "a whole number such as 4096",
+                  float: "a finite number such as 0.5, 2 or 1e-05"}
 
 
 class SpecError(ValueError):
@@ -36,33 +50,51 @@ class SpecError(ValueError):
 
 
 def format_value(value: Value) -> str:
-    """The canonical text of an option or weight value, as names and the command line write it."""
+    """The canonical text of an option or weight value, as names and the command line write it:
+    ``format(value, "g")`` where that reads back exactly and has no ``-`` (names are split at
+    ``-``), else the shortest decimal that reads back (1e-05 -> ``0.00001``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         text = format(value, "g")
-        if "-" in text:
-            raise SpecError(f"value {value!r} cannot appear in a run name (write it without an exponent)")
+        if "-" in text or float(text) != value:
+            text = np.format_float_positional(value, trim="-")
         return text
     return str(value)
 
 
-def parse_value(text: str) -> Value:
-    """Inverse of ``format_value``: ``"0.1"`` -> 0.1, ``"3"`` -> 3, ``"true"`` -> True, else the text."""
-    if text in ("true", "false"):
-        return text == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def parse_value(key: str, text: str, kind: type) -> Value:
+    """``text`` read as a ``kind`` (bool, int or float) for ``key``; ``SpecError`` naming the accepted form otherwise."""
+    if len(text) <= MAX_NAME_LENGTH:
+        if kind is bool and text in ("true", "false"):
+            return text == "true"
+        if kind is int and INTEGER.fullmatch(text):
+            return int(text)
+        if kind is float and DECIMAL.fullmatch(text) and math.isfinite(float(text)):
+            return float(text)
+    shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+    raise SpecError(f"{key}={shown!r} is not a valid value: {key} takes {ACCEPTED_FORMS[kind]}")
+
+
+def option_type(key: str) -> type:
+    """The declared type (bool, int or float) of the term option ``key`` ("kd.temperature")."""
+    term, _, option = key.partition(".")
+    if term not in available_methods():
+        raise SpecError(f"option {key} names no loss term {term!r}; loss terms: {', '.join(available_methods())}")
+    declared = term_class(term).option_types()
+    if option not in declared:
+        raise SpecError(f"term {term!r} has no option {option!r}; its options: {', '.join(declared) or 'none'}")
+    kinds = [t for t in typing.get_args(declared[option]) or (declared[option],) if t is not type(None)]
+    if kinds not in ([bool], [int], [float]):
+        raise SpecError(f"option {key} is neither a number nor true/false, so it cannot be set by --set or a run name")
+    return kinds[0]
 
 
 def parse_assignments(items: list[str] | tuple[str, ...]) -> tuple[dict[str, float], dict[str, Value]]:
     """``["kd=0.5", "icd.alpha=0.1"]`` -> (weights ``{"kd": 0.5}``, options ``{"icd.alpha": 0.1}``).
 
-    A key without a dot is a loss weight, ``term.option`` an option of that term.
+    A key without a dot is a loss weight (a float), ``term.option`` an option of that term, read
+    as the type the term declares for it (``option_type``).
     """
     weights, options = {}, {}
     for item in items:
@@ -70,12 +102,9 @@ def parse_assignments(items: list[str] | tuple[str, ...]) -> tuple[dict[str, flo
         if not sep or not key or not text:
             raise SpecError(f"expected KEY=VALUE (a weight such as kd=0.5 or an option such as icd.alpha=0.1), got {item!r}")
         if "." in key:
-            options[key] = parse_value(text)
+            options[key] = parse_value(key, text, option_type(key))
         else:
-            try:
-                weights[key] = float(text)
-            except ValueError:
-                raise SpecError(f"the weight {key}={text!r} is not a number") from None
+            weights[key] = parse_value(key, text, float)
     return weights, options
 
 
@@ -258,8 +287,8 @@ def make_spec(
 
 def check_spec(spec: RunSpec) -> None:
     """``SpecError`` unless ``spec`` can train (see ``make_spec``)."""
-    if not isinstance(spec.seed, int) or spec.seed < 0:
-        raise SpecError(f"seed must be a non-negative integer, got {spec.seed!r}")
+    if not isinstance(spec.seed, int) or isinstance(spec.seed, bool) or not 0 <= spec.seed <= MAX_SEED:
+        raise SpecError(f"seed must be a non-negative integer up to {MAX_SEED}, got {spec.seed!r}")
     if not isinstance(spec.epochs, int) or spec.epochs < 1:
         raise SpecError(f"epochs must be a positive integer, got {spec.epochs!r}")
     if spec.train_size is not None and (not isinstance(spec.train_size, int) or spec.train_size < 1):
@@ -270,8 +299,8 @@ def check_spec(spec: RunSpec) -> None:
     for term, value in spec.weights:
         if term not in recipe:
             raise SpecError(f"weight {term}={value} is not a term of recipe {spec.method!r}; its terms: {', '.join(recipe)}")
-        if not value >= 0:
-            raise SpecError(f"weight {term}={value} must be >= 0")
+        if not is_number(value, float) or not value >= 0:
+            raise SpecError(f"weight {term}={value} must be >= 0 and finite")
     for key, value in spec.options:
         check_option(spec.method, recipe, key, value)
     needs_teacher = any(term != "ce" for term in spec.term_weights())
@@ -279,17 +308,31 @@ def check_spec(spec: RunSpec) -> None:
         raise SpecError(f"recipe {spec.method!r} distils from a teacher: give a teacher model")
     if not needs_teacher and spec.teacher is not None:
         raise SpecError(f"recipe {spec.method!r} uses no teacher, but teacher={spec.teacher!r} was given")
+    check_name(spec.name)
+
+
+def check_name(name: str) -> None:
+    """``SpecError`` unless ``name`` is a safe file name (``SAFE_NAME``, at most ``MAX_NAME_LENGTH``)."""
+    if not SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
+        raise SpecError(f"the run name {name[:80]!r} ({len(name)} characters) is not a safe file name of at most "
+                        f"{MAX_NAME_LENGTH} characters from [A-Za-z0-9_.+=-]; choose shorter or plainer values")
+
+
+def is_number(value, kind: type) -> bool:
+    """Whether ``value`` is a finite ``kind`` (int, or float, which takes ints too); bools are not numbers."""
+    accepted = (int,) if kind is int else (int, float)
+    return isinstance(value, accepted) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_option(method: str, recipe: dict, key: str, value: Value) -> None:
-    """``SpecError`` unless ``key`` ("term.option") names a keyword option of a term of ``recipe``."""
-    term, _, option = key.partition(".")
+    """``SpecError`` unless ``key`` ("term.option") names an option of a term of ``recipe`` and ``value`` is of its type."""
+    term = key.partition(".")[0]
     if term not in recipe:
         raise SpecError(f"option {key} is for term {term!r}, which recipe {method!r} lacks; its terms: {', '.join(recipe)}")
-    accepted = term_class(term).accepted_options()
-    if option not in accepted:
-        raise SpecError(f"term {term!r} has no option {option!r}; its options: {', '.join(accepted) or 'none'}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+    kind = option_type(key)
+    if not (isinstance(value, bool) if kind is bool else is_number(value, kind)):
+        raise SpecError(f"option {key}={value!r} is not valid: {key} takes {ACCEPTED_FORMS[kind]}")
+    if kind is not bool and value < 0:
         raise SpecError(f"option {key}={value} must be >= 0")
 
 

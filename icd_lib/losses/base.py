@@ -21,6 +21,7 @@ fraction of the main schedule), its learning rate and the modules that stay froz
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -111,12 +112,15 @@ class Distiller(nn.Module):
     uses_train_labels: ClassVar[bool] = False
 
     @classmethod
+    def option_types(cls) -> dict[str, object]:
+        """The keyword options the method takes, with their declared types (``{"temperature": float}``;
+        ``icd.alpha`` on the command line names ``alpha``)."""
+        return declared_options(cls.__init__, {"self", "student_shapes", "teacher_shapes", "num_data", "train_labels"})
+
+    @classmethod
     def accepted_options(cls) -> list[str]:
-        """The keyword options the method takes (``icd.alpha`` on the command line names ``alpha``)."""
-        standard = {"self", "student_shapes", "teacher_shapes", "num_data", "train_labels"}
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [p.name for p in parameters if p.kind in named and p.name not in standard]
+        """The names of the keyword options the method takes."""
+        return list(cls.option_types())
 
     def set_progress(self, epoch: int, total_epochs: int) -> None:
         """Called by the trainer before each epoch (``epoch`` counts from 0); methods with a
@@ -135,6 +139,14 @@ class Distiller(nn.Module):
         index: Tensor | None = None,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
+
+
+def declared_options(function: Callable, standard: set[str]) -> dict[str, object]:
+    """The named parameters of ``function`` not in ``standard``, with their annotated types."""
+    hints = typing.get_type_hints(function)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: hints.get(p.name) for p in parameters if p.kind in named and p.name not in standard}
 
 
 def register(name: str):

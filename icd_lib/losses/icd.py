@@ -17,14 +17,13 @@ kept because the paper has it.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from icd_lib.losses.base import Distiller, register
+from icd_lib.losses.base import Distiller, declared_options, register
 from icd_lib.losses.common import check_features, require_outputs, require_teacher
 from icd_lib.outputs import ModelOutput, ModelShapes
 
@@ -152,8 +151,8 @@ class ICD(Distiller):
         self.loss = ICDLoss(student_shapes.pooled_dim, teacher_shapes.pooled_dim, **options)
 
     @classmethod
-    def accepted_options(cls) -> list[str]:
-        return [name for name in inspect.signature(ICDLoss).parameters if name not in ("s_dim", "t_dim")]
+    def option_types(cls) -> dict[str, object]:
+        return declared_options(ICDLoss.__init__, {"self", "s_dim", "t_dim"})
 
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
