@@ -64,3 +64,65 @@ def test_a_bad_seed_is_refused_before_anything_is_written(capsys, tmp_path, argv
     code, err = run_main(capsys, "distill", "--profile", "smoke", "--method", "kd", *argv, "--out", str(tmp_path / "o"))
     assert code == 2 and "seed" in err.strip().splitlines()[-1] and "Traceback" not in err  # argparse: usage, error
     assert files_under(tmp_path) == []
+
+
+def teacher_on_disk(out, history_in_checkpoint: list[dict], run_name: str | None = None):
+    """A complete smoke teacher run under ``out`` whose record has one history and whose last.pt
+    (a real resnet8) may have another; returns the student spec that distils from it."""
+    from icd_lib.experiments import runs
+    from icd_lib.experiments.spec import make_spec
+    from icd_lib.results import RunRecord, save_record
+    from icd_lib.train.checkpoint import save_checkpoint
+
+    student = make_spec("smoke", "kd")
+    teacher = student.teacher_spec()
+    history = [{"epoch": 1, "train_loss": 1.25, "test_top1": 61.5, "test_top5": 95.0}]
+    save_record(RunRecord(name=teacher.name, role="teacher", method="student", student=teacher.student, teacher=None,
+                          seed=0, config={}, history=history, best_top1=61.5, best_top5=95.0, best_epoch=1,
+                          last_top1=61.5, last_top5=95.0, wall_time_s=1.0, device="cpu", spec=teacher.identity(),
+                          evaluation={"probe": {}}), runs.results_dir(out))
+    model = runs.new_model(teacher.student, teacher.dataset, 0)
+    save_checkpoint({"config": {"student": teacher.student, "run_name": run_name or teacher.name}, "epoch": 1,
+                     "student": model.state_dict(), "history": history_in_checkpoint, "best_top1": 61.5,
+                     "best_epoch": 1, "best_student": model.state_dict(), "run_info": {"dataset": teacher.dataset}},
+                    runs.checkpoint_dir(out, teacher) / "last.pt")
+    return student
+
+
+def test_a_teacher_folder_holding_another_models_checkpoint_is_refused(tmp_path):
+    from icd_lib.experiments import runs
+    from icd_lib.train.checkpoint import CheckpointError
+
+    own = [{"epoch": 1, "train_loss": 1.25, "test_top1": 61.5, "test_top5": 95.0}]
+    student = teacher_on_disk(tmp_path / "own", own)
+    assert runs.load_teacher(student.teacher_spec(), tmp_path / "own").top1 == 61.5  # its own checkpoint: accepted
+    other = [{"epoch": 1, "train_loss": 0.75, "test_top1": 70.25, "test_top5": 97.0}]  # same architecture, other run
+    for out, (history, name) in {"other": (other, None), "renamed": (own, "smoke-teacher-resnet8-seed1")}.items():
+        student = teacher_on_disk(tmp_path / out, history, name)
+        teacher = student.teacher_spec()
+        folder = runs.checkpoint_dir(tmp_path / out, teacher)
+        with pytest.raises(CheckpointError, match=f"{folder / 'last.pt'} is not the checkpoint of teacher run "
+                                                  f"{teacher.name} .*delete {folder} and .*{teacher.name}.json"):
+            runs.load_teacher(teacher, tmp_path / out)
+
+
+def test_distilling_from_a_foreign_teacher_checkpoint_is_one_line(capsys, tmp_path):
+    other = [{"epoch": 1, "train_loss": 0.75, "test_top1": 70.25, "test_top5": 97.0}]
+    teacher_on_disk(tmp_path, other)
+    code, err = run_main(capsys, "distill", "--profile", "smoke", "--method", "kd", "--out", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not the checkpoint of teacher run" in err
+    assert not (tmp_path / "checkpoints" / "smoke-kd-resnet8-from-resnet8-seed0").exists()
+
+
+def test_a_record_with_an_impossible_accuracy_is_not_printed_by_sweep(capsys, tmp_path):
+    from icd_lib.experiments.spec import make_spec
+    from icd_lib.results import RunRecord, save_record
+
+    spec = make_spec("smoke", "student")
+    save_record(RunRecord(name=spec.name, role="student", method="student", student=spec.student, teacher=None, seed=0,
+                          config={}, history=[{"epoch": 1}], best_top1=1e6, best_top5=95.0, best_epoch=1,
+                          last_top1=1e6, last_top5=95.0, wall_time_s=1.0, device="cpu", spec=spec.identity(),
+                          evaluation={"probe": {}}), tmp_path / "results")
+    code, err = run_main(capsys, "sweep", "--profile", "smoke", "--method", "student", "--seeds", "0",
+                         "--out", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "best_top1 is a percentage" in err

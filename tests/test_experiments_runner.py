@@ -43,8 +43,9 @@ def test_status_counts_done_running_and_pending(tmp_path):
     for spec in specs[:3]:
         fake_complete_record(spec, tmp_path, wall_time_s=60.0)
     unfinished = specs[3]
-    save_record(RunRecord(**{**load_record(spec_record_path(tmp_path, specs[0])).to_dict(), "name": unfinished.name,
-                             "evaluation": None}), tmp_path / "results")  # trained, not yet evaluated: pending
+    trained = {"name": unfinished.name, "spec": unfinished.identity(), "evaluation": None}  # not yet evaluated: pending
+    save_record(RunRecord(**{**load_record(spec_record_path(tmp_path, specs[0])).to_dict(), **trained}),
+                tmp_path / "results")
     with RunLock(checkpoint_dir(tmp_path, specs[4])):  # another process trains it
         rows = {r.name: r for r in plan_status("smoke", tmp_path)}
     assert (rows["teachers"].done, rows["teachers"].running, rows["teachers"].pending) == (2, 0, 0)

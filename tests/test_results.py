@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from icd_lib.experiments.spec import RunSpec, make_spec
 from icd_lib.results import RunRecord, aggregate, load_record, load_records, provenance, record_path, save_record
 
 
@@ -104,9 +106,16 @@ def test_aggregate_refuses_repeated_seeds():
 
 @pytest.mark.parametrize("field, value, message", [
     ("best_top1", None, "best_top1 must be a finite number"),
+    ("best_top1", 1e6, "best_top1 is a percentage, but the record says 1000000.0"),
+    ("last_top5", 100.5, "last_top5 is a percentage"),
+    ("last_top1", -1.0, "last_top1 must be a finite number >= 0"),
+    ("wall_time_s", -5.0, "wall_time_s must be a finite number >= 0"),
+    ("seed", -1, "seed must be a non-negative integer"),
+    ("best_epoch", 2, "best_epoch must be one of the 1 epochs, got 2"),
+    ("best_epoch", 0, "best_epoch must be one of the 1 epochs, got 0"),
     ("last_top1", float("nan"), "last_top1 must be a finite number"),
     ("last_top1", "79.5", "last_top1 must be a finite number"),
-    ("seed", "0", "seed must be an integer"),
+    ("seed", "0", "seed must be a non-negative integer"),
     ("format", 7, "record format 7"),
     ("history", [], "history must be a non-empty list"),
 ])
@@ -131,3 +140,39 @@ def test_a_full_disk_is_named_and_leaves_no_partial_record(tmp_path, monkeypatch
     with pytest.raises(OSError, match="no space left on the device to write .*kd-0.json; free some space"):
         save_record(make_record("kd-0", "kd", 0, 80.0, 79.5), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_every_committed_record_loads_and_is_the_run_its_file_names(path):
+    record = load_record(path)
+    spec = RunSpec.from_name(path.stem)
+    assert record.name == path.stem == spec.name
+    assert RunSpec.from_identity(record.spec) == spec and RunSpec.from_name(spec.name) == spec
+
+
+def run_record(spec: RunSpec, last: float = 80.0) -> RunRecord:
+    return RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+                     seed=spec.seed, config={}, history=[{"epoch": 1, "test_top1": last}], best_top1=last,
+                     best_top5=99.0, best_epoch=1, last_top1=last, last_top5=99.0, wall_time_s=1.0, device="cpu",
+                     spec=spec.identity())
+
+
+def test_a_record_copied_to_another_runs_file_name_is_refused_naming_both(tmp_path):
+    seed0, seed1 = make_spec("book", "kd", seed=0), make_spec("book", "kd", seed=1)
+    source = save_record(run_record(seed0), tmp_path)
+    copy = record_path(tmp_path, seed1.name)
+    copy.write_text(source.read_text())
+    with pytest.raises(ValueError, match=f"{copy} is not a valid run record .*record of run {seed0.name}, "
+                                         f"not of {seed1.name}.*delete it"):
+        load_record(copy)
+
+
+def test_a_record_edited_into_another_run_is_refused(tmp_path):
+    seed0, seed1 = make_spec("book", "kd", seed=0), make_spec("book", "kd", seed=1)
+    edited = run_record(seed0)
+    edited.name = seed1.name  # the name says seed 1, the spec still seed 0
+    with pytest.raises(ValueError, match=f"its spec is that of run {seed0.name}, not of {seed1.name}"):
+        load_record(save_record(edited, tmp_path))

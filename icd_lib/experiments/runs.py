@@ -124,7 +124,19 @@ def load_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> T
             f"(git checkout -- {path.parent}) or delete {spec_record_path(out, spec)} to train the teacher again"
         )
     model, state = load_trained(path, spec.dataset, spec.student, device)
+    check_teacher_checkpoint(spec, state, path, out)
     return Teacher(model, spec.student, path, state["history"][-1]["test_top1"])
+
+
+def check_teacher_checkpoint(spec: RunSpec, state: dict, path: Path, out: str | Path) -> None:
+    """``CheckpointError`` unless checkpoint ``state`` (read from ``path``) was written by teacher run
+    ``spec``: its run name and its training history, epoch by epoch, are those of the run's record."""
+    record = spec_record_path(out, spec)
+    if state["config"].get("run_name") != spec.name or state["history"] != load_record(record).history:
+        raise CheckpointError(
+            f"{path} is not the checkpoint of teacher run {spec.name} (its run name or training history differs "
+            f"from {record}): delete {path.parent} and {record} to train the teacher again"
+        )
 
 
 def ensure_teacher(spec: RunSpec, out: str | Path = ".", data_root: str | Path | None = None,

@@ -23,6 +23,7 @@ from icd_lib.utils import atomic_write, load_average
 RECORD_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
 METRIC_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5", "wall_time_s")
+ACCURACY_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5")  # percentages
 
 
 @dataclass
@@ -90,12 +91,17 @@ class RunRecord:
         if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"record format {data.get('format')!r} is not one this icd_lib reads ({READABLE_FORMATS})")
         for name in METRIC_FIELDS:
-            if not is_finite_number(data[name]):
-                raise ValueError(f"{name} must be a finite number, got {data[name]!r}")
-        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
-            raise ValueError(f"seed must be an integer, got {data['seed']!r}")
+            if not is_finite_number(data[name]) or data[name] < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {data[name]!r}")
+        for name in ACCURACY_FIELDS:
+            if not data[name] <= 100:
+                raise ValueError(f"{name} is a percentage, but the record says {data[name]!r}")
+        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool) or data["seed"] < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {data['seed']!r}")
         if not isinstance(data["history"], list) or not data["history"]:
             raise ValueError("history must be a non-empty list of epochs")
+        if not isinstance(data["best_epoch"], int) or not 1 <= data["best_epoch"] <= len(data["history"]):
+            raise ValueError(f"best_epoch must be one of the {len(data['history'])} epochs, got {data['best_epoch']!r}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def experiment(self) -> tuple:
@@ -180,13 +186,35 @@ def save_record(record: RunRecord, results_dir: str | Path) -> Path:
 
 
 def load_record(path: str | Path) -> RunRecord:
+    """The record at ``path``: a ValueError naming what to delete unless it is a valid record of the
+    run its file name says (``check_identity``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run record at {path}; train the run first (python -m icd_lib --help)")
     try:
-        return RunRecord.from_dict(json.loads(path.read_text()))
+        record = RunRecord.from_dict(json.loads(path.read_text()))
+        check_identity(record, path)
     except (json.JSONDecodeError, TypeError, ValueError) as err:
         raise ValueError(f"{path} is not a valid run record ({err}); delete it and rerun the run") from err
+    return record
+
+
+def check_identity(record: RunRecord, path: Path) -> None:
+    """ValueError unless ``record`` is the run its file ``path`` names and, where that is a run name
+    (``RunSpec.from_name``) and the record has a spec, the run its spec describes: a record copied
+    to another run's file name, or edited into another run, is refused."""
+    from icd_lib.experiments.spec import RunSpec, SpecError  # imported here: experiments builds on this module
+
+    if record.name != path.stem:
+        raise ValueError(f"it is the record of run {record.name}, not of {path.stem}")
+    if record.spec is None:
+        return
+    try:
+        named = RunSpec.from_name(record.name)
+    except SpecError:
+        return  # not a run name (a record made by calling train() directly)
+    if RunSpec.from_identity(record.spec) != named:
+        raise ValueError(f"its spec is that of run {RunSpec.from_identity(record.spec).name}, not of {record.name}")
 
 
 def load_records(results_dir: str | Path = "results", **filters) -> list[RunRecord]:
