@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from icd_lib.plots.figures import _to_numpy
-from icd_lib.plots.style import (DPI, FIGURE_WIDTH, METHOD_COLOURS, MIN_FONT_PT, OTHER_COLOURS, measure,
-                                 series_colours, smallest_text_pt)
+from icd_lib.plots.style import (DPI, FIGURE_WIDTH, METHOD_COLOURS, MIN_FONT_PT, OTHER_COLOURS, css_size,
+                                 figure_png, measure, series_colours, smallest_text_pt)
 
 # Frames as SVG with text kept as text: a fraction of the size of PNG frames, and sharp.
 FRAME_RC = {"animation.frame_format": "svg", "svg.fonttype": "none"}
@@ -66,25 +66,22 @@ class Explorer:
                 f"<p>Move the slider: {len(self.values)} frames, {first} to {last}.</p>{frames}</div>")
 
     def widget(self):
-        """The live explorer: an ipywidgets slider over the values and the figure it redraws."""
+        """The live explorer: an ipywidgets slider over the values above the image it redraws."""
         import ipywidgets
-        from IPython.display import display
 
+        fig = self.new_figure()
+
+        def png(value) -> bytes:
+            self.render(fig, value)
+            return figure_png(fig)
+
+        first = png(self.values[0])
+        image = ipywidgets.Image(value=first, format="png", width=f"{css_size(first)[0]:.0f}")
         slider = ipywidgets.SelectionSlider(
             options=[(self.value_format.format(v), v) for v in self.values], value=self.values[0],
             description=self.name, continuous_update=False, layout=ipywidgets.Layout(width="95%"))
-        output = ipywidgets.Output()
-        fig = self.new_figure()
-
-        def show(value):
-            self.render(fig, value)
-            with output:
-                output.clear_output(wait=True)
-                display(fig)
-
-        slider.observe(lambda change: show(change["new"]), names="value")
-        show(slider.value)
-        return ipywidgets.VBox([slider, output])
+        slider.observe(lambda change: setattr(image, "value", png(change["new"])), names="value")
+        return ipywidgets.VBox([slider, image])
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/html": self.frames_html(), "text/plain": f"<explorer of {self.name}>"}

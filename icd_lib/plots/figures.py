@@ -435,7 +435,8 @@ def plot_icd_diagram(similarity, row_softmax, column_softmax, title: str | None 
     embedding j; row_softmax: P = softmax of each row of s*S + b (student i picks teacher j);
     column_softmax: Q = softmax of each column, transposed (teacher i picks student j). The three
     matrices are drawn as given (the chapter computes them); the diagonal of P, which the
-    contrastive term reads, is outlined.
+    contrastive term reads, is outlined. Top row: images to similarities; bottom row: P, Q and
+    the terms.
     """
     from matplotlib.patches import FancyBboxPatch, Rectangle
 
@@ -447,66 +448,62 @@ def plot_icd_diagram(similarity, row_softmax, column_softmax, title: str | None 
         raise ValueError(f"similarity, row_softmax and column_softmax must be square (n, n) matrices "
                          f"of one size n >= 2, got shapes {[a.shape for a in matrices.values()]}")
 
-    fig, axes = _new_figure(width=10.5, height=4.5)
+    fig, axes = _new_figure(height=FIGURE_WIDTH * 16.8 / 22.4)  # 0.3 inches per unit below
     ax = axes[0, 0]
-    ax.set_xlim(0, 22.6)
-    ax.set_ylim(0, 9.4)
+    ax.set_xlim(0, 22.4)
+    ax.set_ylim(0, 16.8)
     ax.set_aspect("equal")
     ax.axis("off")
 
     def box(x, y, w, h, text, colour, gid):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.08,rounding_size=0.25",
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.1,rounding_size=0.3",
                                     facecolor=colour, edgecolor="#555555", linewidth=1.0, gid=gid))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
 
-    def arrow(start, end, text=None):
+    def arrow(start, end):
         ax.annotate("", xy=end, xytext=start,
                     arrowprops={"arrowstyle": "-|>", "color": "#333333", "linewidth": 1.2, "shrinkA": 2, "shrinkB": 2})
-        if text:
-            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.18, text, ha="center", va="bottom",
-                    fontsize=8, color="#333333")
 
-    def matrix(array, x, y, size, cmap, caption, below=None):
-        ax.imshow(array, cmap=cmap, extent=(x, x + size, y, y + size), origin="upper",
-                  vmin=array.min(), vmax=array.max(), interpolation="nearest")
+    def matrix(array, x, y, size, cmap, low, high):
+        ax.imshow(array, cmap=cmap, extent=(x, x + size, y, y + size), origin="upper", vmin=low, vmax=high,
+                  interpolation="nearest")
         ax.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor="#333333", linewidth=0.8))
-        ax.text(x + size / 2, y + size + 0.15, caption, ha="center", va="bottom", fontsize=8.5)
-        if below:
-            ax.text(x + size / 2, y - 0.15, below, ha="center", va="top", fontsize=8, color="#333333")
         return size / n
 
-    # Inputs, networks and heads; the teacher path on top, the student path below.
-    box(0.2, 3.8, 1.8, 1.8, "a batch of\n$n$ images\n$x_1,\\dots,x_n$", "#F2F2F2", "box:batch")
-    box(2.9, 6.4, 2.6, 1.6, "teacher $f^T$\n(frozen)", "#FBE3C4", "box:teacher")
-    box(2.9, 1.4, 2.6, 1.6, "student $f^S$\n(trained)", "#D9E8F5", "box:student")
-    box(6.4, 6.4, 2.8, 1.6, "head $W_t$, then\n$\\ell_2$-normalise:\n$z^T_j$ (128-d)", "#FBE3C4", "box:head_t")
-    box(6.4, 1.4, 2.8, 1.6, "head $W_s$, then\n$\\ell_2$-normalise:\n$z^S_i$ (128-d)", "#D9E8F5", "box:head_s")
-    arrow((2.0, 5.1), (2.9, 7.2))
-    arrow((2.0, 4.3), (2.9, 2.2))
-    arrow((5.5, 7.2), (6.4, 7.2), "$f^T(x)$")
-    arrow((5.5, 2.2), (6.4, 2.2), "$f^S(x)$")
-    # The similarity matrix of the batch: row i is student i, column j teacher j.
-    matrix(matrices["S"], 10.4, 3.3, 2.8, "RdBu_r", "$S_{ij} = z^S_i \\cdot z^T_j$\nlogits $L = sS + b$",
-           below="row $i$: student,\ncolumn $j$: teacher")
-    arrow((9.2, 7.0), (10.35, 6.05))
-    arrow((9.2, 2.4), (10.3, 3.4))
-    # Row and column softmaxes.
-    cell = matrix(matrices["P"], 14.6, 5.5, 2.3, "magma", "$P$: softmax of each row\n(student $i$ picks teacher $j$)")
+    # Top row: the batch through both networks and heads to the similarity matrix.
+    box(0.2, 11.4, 3.2, 2.4, "a batch of\n$n$ images\n$x_1, \\dots, x_n$", "#F2F2F2", "box:batch")
+    box(4.4, 14.0, 4.2, 2.4, "teacher $f^T$\n(frozen)", "#FBE3C4", "box:teacher")
+    box(4.4, 9.0, 4.2, 2.4, "student $f^S$\n(trained)", "#D9E8F5", "box:student")
+    box(9.6, 14.0, 5.0, 2.4, "head $W_t$, then\n$\\ell_2$-normalise:\n$z^T_j$ (128-d)", "#FBE3C4", "box:head_t")
+    box(9.6, 9.0, 5.0, 2.4, "head $W_s$, then\n$\\ell_2$-normalise:\n$z^S_i$ (128-d)", "#D9E8F5", "box:head_s")
+    arrow((3.4, 13.2), (4.4, 15.0))
+    arrow((3.4, 12.0), (4.4, 10.2))
+    arrow((8.6, 15.2), (9.6, 15.2))
+    arrow((8.6, 10.2), (9.6, 10.2))
+    limit = float(np.abs(matrices["S"]).max())
+    matrix(matrices["S"], 16.6, 10.4, 4.2, "RdBu_r", -limit, limit)
+    ax.text(18.7, 14.8, "$S_{ij} = z^S_i \\cdot z^T_j$,\nlogits $L = sS + b$", ha="center", va="bottom", fontsize=9)
+    ax.text(18.7, 10.2, "row $i$: student,\ncolumn $j$: teacher", ha="center", va="top", fontsize=8.5,
+            color="#333333")
+    arrow((14.6, 15.2), (16.5, 13.6))
+    arrow((14.6, 10.2), (16.5, 11.2))
+    # Bottom row: the row and column softmaxes and the terms read from them.
+    cell = matrix(matrices["P"], 0.4, 2.6, 4.0, "magma", 0.0, float(matrices["P"].max()))
     for k in range(n):
-        ax.add_patch(Rectangle((14.6 + k * cell, 5.5 + 2.3 - (k + 1) * cell), cell, cell, fill=False,
-                               edgecolor=HIGHLIGHT, linewidth=1.2, gid=f"diagonal:{k}"))
-    matrix(matrices["Q"], 14.6, 1.1, 2.3, "magma", "$Q$: softmax of each\ncolumn, transposed",
-           below="(teacher $i$ picks student $j$)")
-    arrow((13.2, 5.3), (14.5, 6.4))
-    arrow((13.2, 4.0), (14.5, 2.6))
-    # The two terms and their sum.
-    ax.text(17.5, 6.65, "contrastive term (eq. 9):\n$\\frac{1}{n}\\sum_i -\\log P_{ii}$,\nthe outlined diagonal",
+        ax.add_patch(Rectangle((0.4 + k * cell, 2.6 + 4.0 - (k + 1) * cell), cell, cell, fill=False,
+                               edgecolor=HIGHLIGHT, linewidth=1.4, gid=f"diagonal:{k}"))
+    matrix(matrices["Q"], 11.6, 2.6, 4.0, "magma", 0.0, float(matrices["Q"].max()))
+    ax.text(4.8, 4.6, "$P$: softmax of each row\n(student $i$ picks teacher $j$)\n\n"
+            "contrastive term (eq. 9):\n$\\frac{1}{n}\\sum_i -\\log P_{ii}$, the\noutlined diagonal",
             ha="left", va="center", fontsize=8.5, gid="text:contrast")
-    ax.text(17.5, 4.2, "invariance term (eq. 11):\n$\\frac{1}{n}\\sum_i \\mathrm{KL}(Q_i \\,\\|\\, P_i)$,\n"
-            "row $i$ of $Q$ against\nrow $i$ of $P$", ha="left", va="center", fontsize=8.5, gid="text:invariance")
-    ax.text(17.5, 1.5, "$L_{ICD} = L_{contrast}$\n$\\quad + \\alpha\\, L_{invariance}$",
-            ha="left", va="center", fontsize=9.5, gid="text:total",
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#EAF4EA", "edgecolor": HIGHLIGHT})
+    ax.text(16.0, 4.6, "$Q$: softmax of each column,\ntransposed (teacher $i$\npicks student $j$)\n\n"
+            "invariance term (eq. 11):\n$\\frac{1}{n}\\sum_i \\mathrm{KL}(Q_i \\,\\|\\, P_i)$",
+            ha="left", va="center", fontsize=8.5, gid="text:invariance")
+    arrow((17.6, 8.6), (2.4, 6.8))
+    arrow((18.4, 8.6), (13.6, 6.8))
+    ax.text(11.2, 1.4, "$L_{ICD} = L_{contrast} + \\alpha\\, L_{invariance}$", ha="center", va="center",
+            fontsize=10, gid="text:total",
+            bbox={"boxstyle": "round,pad=0.35", "facecolor": "#EAF4EA", "edgecolor": HIGHLIGHT})
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -116,10 +116,15 @@ def measure(width_px: float, height_px: float, text_pt: float) -> dict:
             "smallest_text_pt": text_pt, "smallest_text_px": text_pt * DPI / 72 * shown}
 
 
+def css_size(png: bytes) -> tuple[float, float]:
+    """The (width, height) in CSS pixels at which a PNG from ``figure_png`` is shown."""
+    return int.from_bytes(png[16:20], "big") / PNG_SCALE, int.from_bytes(png[20:24], "big") / PNG_SCALE
+
+
 def _png_formatter(fig: Figure):
     """IPython's image/png output of a figure: a 2x PNG, its CSS width and its measurements."""
     png = figure_png(fig)
-    width, height = (int.from_bytes(png[16:20], "big") / PNG_SCALE, int.from_bytes(png[20:24], "big") / PNG_SCALE)
+    width, height = css_size(png)
     return png, {"width": round(width), METADATA_KEY: measure(width, height, smallest_text_pt(fig))}
 
 
