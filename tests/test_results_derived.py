@@ -6,7 +6,7 @@ import math
 import pytest
 
 from icd_lib.results import RunRecord
-from icd_lib.results.derived import (batches_at_initial_scale, icd_option, is_collapsed, scale_trajectory,
+from icd_lib.results.derived import (batches_at_initial_scale, icd_option, is_collapsed, scale_trajectory, scaled_rows,
                                      sweep_points, weighted_terms)
 
 
@@ -51,3 +51,12 @@ def test_sweep_points_keep_runs_that_move_only_the_key():
     points = sweep_points(runs, "icd", default=1.0)
     assert list(points) == [1.0, 10.0]
     assert [r.seed for r in points[1.0]] == [0] and [r.seed for r in points[10.0]] == [1]
+
+
+def test_scaled_rows_scale_values_mean_and_sd_and_leave_the_input_alone():
+    rows = [{"label": "kd", "n": 2, "values": {"rate": {0: 0.25, 1: 0.5}, "top1": {0: 80.0, 1: 82.0}},
+             "rate_mean": 0.375, "rate_sd": 0.17678, "top1_mean": 81.0, "top1_sd": 1.41421}]
+    scaled = scaled_rows(rows, ["rate"], 100)[0]
+    assert scaled["values"]["rate"] == {0: 25.0, 1: 50.0} and scaled["values"]["top1"] == {0: 80.0, 1: 82.0}
+    assert scaled["rate_mean"] == pytest.approx(37.5) and scaled["rate_sd"] == pytest.approx(17.678)
+    assert rows[0]["values"]["rate"] == {0: 0.25, 1: 0.5} and rows[0]["rate_mean"] == 0.375

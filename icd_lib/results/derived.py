@@ -64,3 +64,16 @@ def sweep_points(records: Iterable[RunRecord], key: str, default: float) -> dict
         if set(moved) <= {key}:
             points.setdefault(float(moved.get(key, default)), []).append(record)
     return dict(sorted(points.items()))
+
+
+def scaled_rows(rows: Iterable[dict], metrics: Iterable[str], factor: float) -> list[dict]:
+    """Rows of ``summary.experiment_rows`` with ``metrics`` multiplied by ``factor`` (values, mean
+    and sd), e.g. rates in hundredths so that every column of a table reads in points."""
+    metrics, scaled = list(metrics), []
+    for row in rows:
+        new = {**row, "values": dict(row["values"])}
+        for m in metrics:
+            new["values"][m] = {seed: factor * v for seed, v in row["values"][m].items()}
+            new[f"{m}_mean"], new[f"{m}_sd"] = factor * row[f"{m}_mean"], factor * row[f"{m}_sd"]
+        scaled.append(new)
+    return scaled
