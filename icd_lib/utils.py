@@ -5,6 +5,7 @@ import errno
 import os
 import platform
 import random
+import shutil
 import subprocess
 import tempfile
 import textwrap
@@ -52,13 +53,29 @@ def load_average() -> float | None:
         return None
 
 
-def is_disk_full(err: BaseException | None) -> bool:
-    """Whether ``err`` (or what caused it) is 'no space left on device'; torch wraps it in a RuntimeError."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left on device" in str(err):
-            return True
+# torch.save's messages for a failed write (torch 2.x), which carry no errno: "basic_ios::clear:
+# iostream error", "[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662"
+TORCH_WRITE_FAILURES = ("basic_ios::clear", "unexpected pos")
+LOW_SPACE_BYTES = 1 << 20  # a folder with less free space than this counts as full
+
+
+def exception_chain(err: BaseException | None) -> list[BaseException]:
+    """``err`` and what caused it, outermost first."""
+    chain = []
+    while err is not None and err not in chain:
+        chain.append(err)
         err = err.__cause__ or err.__context__
-    return False
+    return chain
+
+
+def is_disk_full(err: BaseException | None, folder: str | Path | None = None) -> bool:
+    """Whether ``err`` (or what caused it) is 'no space left on device': ENOSPC or its message, or
+    one of torch's errno-less write failures while ``folder`` has under ``LOW_SPACE_BYTES`` free."""
+    chain = exception_chain(err)
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in str(e) for e in chain):
+        return True
+    torch_failed = any(message in str(e) for e in chain for message in TORCH_WRITE_FAILURES)
+    return torch_failed and folder is not None and shutil.disk_usage(folder).free < LOW_SPACE_BYTES
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object], intact: str) -> Path:
@@ -74,8 +91,9 @@ def atomic_write(path: str | Path, write: Callable[[str], object], intact: str) 
         write(tmp)
         os.replace(tmp, path)
     except BaseException as err:
+        full = is_disk_full(err, path.parent)  # before the partial file is removed
         Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(err):
+        if full:
             raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; free some space "
                           f"and rerun ({intact})") from err
         raise

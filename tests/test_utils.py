@@ -125,3 +125,42 @@ def test_a_full_disk_names_the_file_and_what_is_intact(tmp_path):
         atomic_write(tmp_path / "a.txt", half_then(full), "the old one is intact")
     assert caught.value.errno == errno.ENOSPC
     assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB filesystem (tmpfs) at ``tmp_path / "disk"``; skipped where mounting is not allowed."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 2 MiB tmpfs here (needs root): {mounted.stderr.strip() or mounted.returncode}")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # lazy: a failed write may still hold a file open
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_checkpoint(small_disk):
+    from icd_lib.train.checkpoint import load_checkpoint, save_checkpoint
+
+    state = {"config": {}, "epoch": 1, "student": {"w": torch.arange(10.0)}, "history": []}
+    save_checkpoint(state, small_disk / "last.pt")
+    too_big = {**state, "epoch": 2, "student": {"w": torch.zeros(1_000_000)}}  # 4 MB on a 2 MiB disk
+    with pytest.raises(OSError, match=r"no space left on the device to write .*last.pt; free some") as caught:
+        save_checkpoint(too_big, small_disk / "last.pt")
+    assert caught.value.errno == errno.ENOSPC and "\n" not in str(caught.value)
+    assert load_checkpoint(small_disk / "last.pt")["epoch"] == 1
+    assert [p.name for p in small_disk.iterdir()] == ["last.pt"]  # the temporary file is gone
+
+
+def test_a_failed_torch_write_on_a_disk_with_room_is_not_called_full(tmp_path, monkeypatch):
+    from icd_lib.train import checkpoint
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        checkpoint.save_checkpoint({"config": {}}, tmp_path / "last.pt")
+    assert not list(tmp_path.iterdir())
