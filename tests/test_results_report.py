@@ -64,8 +64,8 @@ def test_holm_adjusted_by_hand():
     # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> 0.06 (monotone)
     assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm_adjusted([0.5, 0.6]) == pytest.approx([1.0, 1.0])
-    adjusted = holm_adjusted([0.01, math.nan, 0.02])  # NaN: not in the family, m = 2
-    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    adjusted = holm_adjusted([0.01, math.nan, 0.02])  # NaN: no p-value, still one of the m = 3 stated
+    assert adjusted[0] == pytest.approx(0.03) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
 
 
 def test_holm_verdicts_can_withdraw_an_unadjusted_one():

@@ -118,25 +118,24 @@ def compare(name: str, title: str, values: Mapping[int, float], baseline: Mappin
 
 
 def holm_adjusted(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given. NaN p-values (too few seeds) stay
-    NaN and are not counted in the family."""
+    """Holm's step-down adjusted p-values, in the order given, for a family of
+    ``len(p_values)`` comparisons. A NaN p-value (too few seeds) stays NaN but still counts in the
+    family's size: the family is what was stated, not what happened to have records."""
     p = np.asarray(p_values, dtype=float)
     known = np.flatnonzero(~np.isnan(p))
-    m = len(known)
     adjusted = np.full(len(p), math.nan)
     running = 0.0
     for rank, i in enumerate(known[np.argsort(p[known], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
 
 
 def holm(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Comparison]:
     """The ``comparisons`` as one family under Holm's correction at level ``alpha``: each with
-    ``p_holm``, ``family`` (how many have a p-value) and ``alpha`` set."""
+    ``p_holm``, ``family`` (the family's size, ``len(comparisons)``) and ``alpha`` set."""
     adjusted = holm_adjusted([c.p for c in comparisons])
-    family = sum(not math.isnan(c.p) for c in comparisons)
-    return [replace(c, p_holm=p, family=family, alpha=alpha) for c, p in zip(comparisons, adjusted)]
+    return [replace(c, p_holm=p, family=len(comparisons), alpha=alpha) for c, p in zip(comparisons, adjusted)]
 
 
 def number(value: float, digits: int = 2, sign: bool = True) -> str:
