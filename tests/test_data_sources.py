@@ -391,6 +391,22 @@ def test_fashion_mnist_images_and_labels_that_disagree_in_count(tmp_path):
         load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=False)
 
 
+def test_labels_of_the_right_length_but_out_of_range_are_refused_when_the_dataset_loads(tmp_path):
+    """Random bytes in a label file of the right size pass every size check; a label >= 10 would
+    end training with torch's "Target 82 is out of bounds"."""
+    raw = write_fashion_mnist_raw(tmp_path)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[-1] = 82  # the header stays valid; the last label is no class of Fashion-MNIST's 10
+    labels.write_bytes(bytes(data))
+    with pytest.raises(sources.DatasetCorruptError) as err:
+        load_dataset("fashion_mnist", train=False, root=tmp_path / "data", download=False)
+    message = str(err.value)
+    assert "outside 0..9 (such as 82)" in message and str(tmp_path / "data") in message and "delete" in message
+    assert "\n" not in message
+    assert len(load_dataset("fashion_mnist", train=True, root=tmp_path / "data", download=False)) == 20  # other split
+
+
 def test_corrupt_debian_file_says_reinstall(tmp_path, monkeypatch):
     debian = tmp_path / "debian"
     write_fashion_mnist_gz(debian, np.zeros((2, 28, 28)), [0, 1], np.zeros((2, 28, 28)), [0, 1])

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from torch import Tensor
 
 from icd_lib.data.content_style import ContentStyleDataset
 from icd_lib.data.images import ImageDataset, stratified_indices
 from icd_lib.data.info import dataset_info
-from icd_lib.data.sources import READERS, data_root
+from icd_lib.data.sources import READERS, DatasetCorruptError, data_root
 
 
 def load_dataset(
@@ -47,6 +50,7 @@ def load_dataset(
         raise TypeError(f"unexpected arguments for {name!r}: {', '.join(kwargs)} (they apply to content_style only)")
     stats = dataset_info(normalize_like) if normalize_like is not None else info
     raw = READERS[name](data_root(root), train, download)
+    check_label_range(raw.labels, info.num_classes, name, data_root(root))
     images, labels = raw.images, raw.labels
     if size is not None:
         keep = stratified_indices(labels, size, seed)
@@ -55,3 +59,12 @@ def load_dataset(
         images, labels, raw.class_names, stats.mean, stats.std, augment=train if augment is None else augment, seed=seed
     )
 
+
+def check_label_range(labels: Tensor, num_classes: int, name: str, folder: Path) -> None:
+    """``DatasetCorruptError`` unless every label (n,) is a class index in [0, ``num_classes``)."""
+    outside = labels[(labels < 0) | (labels >= num_classes)]
+    if len(outside):
+        raise DatasetCorruptError(
+            f"{name}: {len(outside)} labels read from {folder} lie outside 0..{num_classes - 1} (such as "
+            f"{int(outside[0])}): a label file is corrupt; delete {name}'s files there and get them again"
+        )
