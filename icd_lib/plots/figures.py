@@ -323,7 +323,7 @@ def plot_learning_curves(
 
     runs: name -> (runs, epochs) values, e.g. the test top-1 of every epoch of each seed's run
     (a 1-D sequence is one run). Each panel draws its runs as thin lines and their mean as a thick
-    one, in the name's colour, over the other names' means in light grey. Names may have
+    one, in the name's colour, over the other names' means as dotted grey lines. Names may have
     different numbers of epochs; epochs count from 1. Each panel's title says how many runs it has.
     """
     if not runs:
@@ -345,7 +345,7 @@ def plot_learning_curves(
     for k, (ax, (name, array), colour) in enumerate(zip(axes.flat, arrays.items(), series_colours(list(arrays)))):
         for other, (epochs, mean) in means.items():
             if other != name:
-                ax.plot(epochs, mean, color="#C8C8C8", linewidth=1, zorder=1)
+                ax.plot(epochs, mean, color="#AAAAAA", linewidth=1, linestyle=":", zorder=1)
         epochs, mean = means[name]
         for run in array:
             ax.plot(epochs, run, color=colour, linewidth=0.8, alpha=0.45, zorder=2)
@@ -363,7 +363,7 @@ def plot_learning_curves(
     if ylim is not None:
         axes[0, 0].set_ylim(*ylim)
     if title:
-        fig.suptitle(f"{title}\nthin: each run; thick: their mean; grey: the other panels' means")
+        fig.suptitle(f"{title}\nthin: each run; thick: their mean; dotted: the other panels' means")
     fig.tight_layout()
     return fig
 
