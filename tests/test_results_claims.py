@@ -117,6 +117,8 @@ def test_relative_improvement_is_footnote_1_per_seed():
     assert ratios == pytest.approx({0: seed0, 1: seed1}) and zero == {0: 0.0, 1: 0.0}
     groups["b"] = [r for r in groups["b"] if not (r.seed == 1 and r.method == "student")]
     assert set(RelativeImprovement("icd", ("a", "b")).values(groups)[0]) == {0}
+    groups["a"] = [r for r in groups["a"] if r.method != "student"] + [record("student", 0, 79.0)]  # KD = plain
+    assert RelativeImprovement("icd", ("a", "b")).values(groups) == ({}, {})
 
 
 def test_paper_tables_pair_the_reported_numbers():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from icd_lib.config import Profile
 from icd_lib.data import dataset_info
+from icd_lib.eval.metrics import relative_improvement
 from icd_lib.results.records import RunRecord
 from icd_lib.results.report import (NOT_RESOLVED, Comparison, GluedVerdict, claim_status, compare, glue,
                                     glue_comparison, glue_name, holm, interval_words)
@@ -89,7 +90,7 @@ class Between:
 class RelativeImprovement:
     """The paper's footnote 1 per seed: the mean over the comparisons ``groups`` (one student
     each) of (method - KD) / (KD - plain student), last-epoch top-1, in percent; against 0.
-    A seed counts where every group has all three runs."""
+    A seed counts where every group has all three runs and KD differs from the plain student."""
 
     method: str
     groups: tuple[str, ...] = ("comparison-a", "comparison-b")
@@ -104,9 +105,11 @@ class RelativeImprovement:
         seeds = sorted({seed for top in tops for _, seed in top})
         ratios = {}
         for seed in seeds:
-            if all((m, seed) in top for top in tops for m in (self.method, "kd", "student")):
-                ratios[seed] = 100 * sum((top[self.method, seed] - top["kd", seed])
-                                         / (top["kd", seed] - top["student", seed]) for top in tops) / len(tops)
+            if not all((m, seed) in top for top in tops for m in (self.method, "kd", "student")):
+                continue
+            accuracies = [[top[m, seed] for top in tops] for m in (self.method, "kd", "student")]
+            if all(kd != plain for kd, plain in zip(*accuracies[1:])):  # else footnote 1 is undefined
+                ratios[seed] = 100 * relative_improvement(*accuracies)
         return ratios, {seed: 0.0 for seed in ratios}
 
 
@@ -174,7 +177,7 @@ def claim_verdict(c: Comparison | None, expected: str, scope: str = "all", untes
     if c is None:
         return NOT_TESTED, untested
     if c.n == 0 or math.isnan(c.difference):
-        return NOT_TESTED, "not tested in this profile: a side has no records"
+        return NOT_TESTED, "not tested in this profile: no seed has the runs it needs"
     if math.isnan(c.low):
         return NOT_TESTED, f"not tested in this profile: {c.n} seed{'s' if c.n != 1 else ''}, too few for an interval"
     found = c.holm_verdict or c.verdict
