@@ -126,3 +126,27 @@ def test_a_record_with_an_impossible_accuracy_is_not_printed_by_sweep(capsys, tm
     code, err = run_main(capsys, "sweep", "--profile", "smoke", "--method", "student", "--seeds", "0",
                          "--out", str(tmp_path))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "best_top1 is a percentage" in err
+
+
+def truncated_checkpoint(path):
+    import torch
+
+    torch.save({"x": torch.zeros(100)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+
+
+NOT_CHECKPOINTS = {
+    "text": lambda path: path.write_text("hello world"),
+    "empty": lambda path: path.write_bytes(b""),
+    "truncated": truncated_checkpoint,
+    "plain pickle": lambda path: path.write_bytes(__import__("pickle").dumps({"a": object}, protocol=4)),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_CHECKPOINTS)
+def test_a_file_that_is_not_a_checkpoint_is_one_line_without_torchs_advice(capsys, tmp_path, kind):
+    path = tmp_path / "model.pt"
+    NOT_CHECKPOINTS[kind](path)
+    code, err = run_main(capsys, "evaluate", "--profile", "smoke", "--checkpoint", str(path))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot read checkpoint {path}" in err and "delete it" in err and "weights_only" not in err

@@ -16,7 +16,10 @@ epochs only, and there is no ``best.pt`` until the first main epoch.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +112,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "or give the path of an existing .pt file"
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, wrong file type, unsafe pickle: all mean "unusable file"
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); the file is corrupt or not an "
+            f"cannot read checkpoint {path} ({unreadable_reason(err)}); the file is corrupt or not an "
             "icd_lib checkpoint; delete it and rerun the training (it restarts from scratch)"
         ) from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -121,6 +126,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     require_keys(state, REQUIRED_KEYS, path)
     return state
+
+
+def unreadable_reason(err: Exception) -> str:
+    """Why ``torch.load`` failed, on one line, without torch's advice to load with ``weights_only=False``."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects other than tensors, numbers and strings, which are never loaded"
+    first = re.split(r"(?<=\.)\s|\n", str(err).strip(), maxsplit=1)[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def require_keys(state: dict, keys: tuple[str, ...], path: str | Path) -> None:
