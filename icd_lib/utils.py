@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import platform
 import random
@@ -98,6 +99,16 @@ def atomic_write(path: str | Path, write: Callable[[str], object], intact: str) 
                           f"and rerun ({intact})") from err
         raise
     return path
+
+
+def remove_partial_writes(path: str | Path) -> list[Path]:
+    """Delete the temporary files that ``atomic_write(path, ...)`` calls killed mid-write left
+    beside ``path``; return them. Only the one writer of ``path`` may call it (a run holds its lock)."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+    for partial in stale:
+        partial.unlink(missing_ok=True)
+    return stale
 
 
 def wrap_fields(fields: Sequence[str], width: int | None = 88, separator: str = "; ", indent: str = "  ") -> str:

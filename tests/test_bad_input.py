@@ -150,3 +150,27 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_without_torchs_advice(capsy
     code, err = run_main(capsys, "evaluate", "--profile", "smoke", "--checkpoint", str(path))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"cannot read checkpoint {path}" in err and "delete it" in err and "weights_only" not in err
+
+
+def test_a_killed_record_write_leaves_no_temporary_once_the_run_starts_again(tmp_path, monkeypatch):
+    from icd_lib.experiments import runs
+    from icd_lib.experiments.spec import make_spec
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    spec = make_spec("smoke", "student")
+    results = tmp_path / "results"
+    results.mkdir()
+    partial = results / f".{spec.name}.json.k1ll3d.tmp"  # what atomic_write leaves when killed
+    partial.write_text('{"name": "')
+    others = [results / ".smoke-kd-resnet8-from-resnet8-seed0.json.x.tmp", results / "notes.tmp"]
+    for other in others:
+        other.write_text("another run's write, or not ours")
+    monkeypatch.setattr(runs, "load_train_set", stop)  # stop once the run holds its lock
+    with pytest.raises(Stop):
+        runs.execute(spec, tmp_path, progress=False)
+    assert not partial.exists() and all(other.exists() for other in others)

@@ -32,7 +32,7 @@ from icd_lib.results.records import RECORD_FORMAT, RunRecord, load_record, porta
 from icd_lib.train.checkpoint import CheckpointError, check_same_config, load_checkpoint, load_state, sync_best_checkpoint
 from icd_lib.train.distributed import DistributedContext
 from icd_lib.train.loop import RESUMABLE_DIFFERENCES, device_loader, train
-from icd_lib.utils import get_device, seed_everything
+from icd_lib.utils import get_device, remove_partial_writes, seed_everything
 
 
 def checkpoint_dir(out: str | Path, spec: RunSpec | str) -> Path:
@@ -173,6 +173,7 @@ def execute(
     with RunLock(checkpoint_dir(out, spec)) if is_main else nullcontext():
         if is_complete(spec, out):  # another process finished it while this one waited for the teacher
             return load_record(path)
+        remove_partial_writes(path)  # a record write killed mid-way
         train_set, test_set = load_train_set(spec, data_root), load_test_set(spec, data_root)
         record = finished_record(spec, out)
         if record is None:

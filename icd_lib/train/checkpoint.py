@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from icd_lib.utils import atomic_write
+from icd_lib.utils import atomic_write, remove_partial_writes
 
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
@@ -43,11 +43,8 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the ``.<name>.pt.*.tmp`` files a killed write left in ``folder``; return them."""
-    stale = sorted(Path(folder).glob(".*.pt.*.tmp")) if Path(folder).is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+    """Delete the temporary files killed writes of ``last.pt`` and ``best.pt`` left in ``folder``; return them."""
+    return [path for name in ("last.pt", "best.pt") for path in remove_partial_writes(Path(folder) / name)]
 
 
 def is_main_epoch(entry: dict) -> bool:
