@@ -129,3 +129,27 @@ def test_cuda_on_a_machine_without_a_gpu_is_refused(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_main(capsys, "distill", "--device", "cuda")
     assert code == 2 and "this machine has no CUDA GPU; use --device cpu" in err
+
+
+def test_the_readme_states_every_exit_code_the_command_line_uses():
+    import re
+
+    from icd_lib.cli.main import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_RUNS_FAILED
+    from icd_lib.experiments.lock import EXIT_BUSY
+
+    section = (REPO / "README.md").read_text().split("### Errors and exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
+    assert documented == {0, EXIT_RUNS_FAILED, EXIT_FAILURE, EXIT_BUSY, EXIT_INTERRUPTED}
+
+
+def test_ctrl_c_during_plan_run_is_one_line_and_exit_130(capsys, monkeypatch, tmp_path):
+    from icd_lib.experiments import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_plan", interrupted)
+    code, _, err = run_main(capsys, "plan", "smoke", "--run", "--out", str(tmp_path))
+    assert code == 130 and len(err.strip().splitlines()) == 1 and "interrupted; run the same command again" in err
+    with pytest.raises(KeyboardInterrupt):
+        main(["plan", "smoke", "--run", "--out", str(tmp_path), "--debug"])

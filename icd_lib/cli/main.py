@@ -10,6 +10,12 @@ from icd_lib.config import METHOD_WEIGHTS, PROFILES
 from icd_lib.models import MODEL_NAMES
 from icd_lib.results import aggregate
 
+# Exit codes (README, "Errors and exit codes"); a run another process holds exits with
+# icd_lib.experiments.lock.EXIT_BUSY (3)
+EXIT_RUNS_FAILED = 1  # plan --run: some runs failed (their logs are named)
+EXIT_FAILURE = 2  # an expected failure, on one line: bad input, a missing, corrupt or foreign file, a full disk
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
 DESCRIPTION = """\
 Train and distil the models of the ICD book (Invariant Consistency Distillation).
 
@@ -189,16 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributed = join_process_group(parser, args) if getattr(args, "distributed", False) else None
     try:
         return run_command(args, distributed)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        parser.exit(EXIT_INTERRUPTED, f"{parser.prog} {args.command}: interrupted; run the same command again to "
+                                      "resume (finished epochs and runs are kept)\n")
     except Exception as err:  # noqa: BLE001: every expected failure becomes one line
         if args.debug or not is_expected(err):
             raise
-        code = 3 if type(err).__name__ == "RunBusy" else 2
-        parser.exit(code, f"{parser.prog} {args.command}: error: {err}\n")
+        parser.exit(exit_code(err), f"{parser.prog} {args.command}: error: {err}\n")
     finally:
         if distributed is not None:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def exit_code(err: Exception) -> int:
+    """``EXIT_BUSY`` for a run another process holds, else ``EXIT_FAILURE``."""
+    from icd_lib.experiments.lock import EXIT_BUSY, RunBusy
+
+    return EXIT_BUSY if isinstance(err, RunBusy) else EXIT_FAILURE
 
 
 def is_expected(err: Exception) -> bool:
@@ -285,7 +302,7 @@ def run_plan_command(args: argparse.Namespace) -> int:
                                  assignments=args.assignments)
         if failed:
             print(f"{len(failed)} run(s) failed: {', '.join(failed)}; their logs are under {args.out}/logs/")
-            return 1
+            return EXIT_RUNS_FAILED
     return 0
 
 

@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
+EXIT_BUSY = 3  # the exit code of a command refused with RunBusy (the plan runner retries such runs)
+
+
 class RunBusy(RuntimeError):
     """Another process holds the run's lock."""
 

@@ -23,14 +23,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from icd_lib.experiments.lock import is_locked
+from icd_lib.experiments.lock import EXIT_BUSY, is_locked
 from icd_lib.experiments.plans import group_of, plan_groups, plan_specs
 from icd_lib.experiments.runs import checkpoint_dir, is_complete, spec_record_path
 from icd_lib.experiments.spec import RunSpec
 from icd_lib.results.records import load_record
 from icd_lib.utils import wrap_fields
 
-EXIT_BUSY = 3  # a worker whose run another process holds
 POLL_S = 2.0
 
 
