@@ -259,7 +259,7 @@ def scorecard_markdown(scores: Sequence[Score]) -> str:
     interval, and the verdict with its reason."""
     lines = ["| | the paper claims | tested in the book | result | verdict |", "|---|---|---|---|---|"]
     for number, s in enumerate(scores, 1):
-        claim, c = s.claim, s.comparison
+        claim = s.claim
         said = f"**{claim.claim}**: “{claim.quote}” ({claim.where})"
         chapter = f"[{claim.chapter.replace('_', ' ')}]({claim.chapter}.ipynb)"
         tested = f"{chapter}: {claim.test.describe()}" if claim.test else chapter
