@@ -69,6 +69,16 @@ def exception_chain(err: BaseException | None) -> list[BaseException]:
     return chain
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (from Linux's /proc), None where that is unknown."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # fields 3, 4, ... of proc(5)
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def is_disk_full(err: BaseException | None, folder: str | Path | None = None) -> bool:
     """Whether ``err`` (or what caused it) is 'no space left on device': ENOSPC or its message, or
     one of torch's errno-less write failures while ``folder`` has under ``LOW_SPACE_BYTES`` free."""

@@ -64,6 +64,17 @@ def test_status_counts_done_running_and_pending(tmp_path):
     assert len(wrapped) == 2 and " ".join(line.strip() for line in wrapped) == one_line[-1]
 
 
+def test_the_time_left_counts_each_runs_process_start_up():
+    """13 quick runs left (2 s of epochs each, as records count them) on 2 workers are not "0 min":
+    each worker also starts Python and imports torch first."""
+    from icd_lib.experiments.runner import GroupStatus
+
+    rows = [GroupStatus("comparison-a", done=2, running=0, pending=13, seconds_per_run=2.0)]
+    left = 13 * (2.0 + 30.0) / 2  # seconds: every run left at its epochs plus 30 s of start-up, 2 at a time
+    text = format_status("smoke", rows, workers=2, startup_s=30.0, width=None)
+    assert f"about {left / 60:.0f} min left on 2 worker(s), from the measured time per run and 30 s of start-up" in text
+
+
 def test_list_prints_one_command_per_pending_run(tmp_path):
     specs = plan_specs(get_plan("smoke"))
     fake_complete_record(specs[0], tmp_path, 1.0)

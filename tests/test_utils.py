@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from icd_lib.utils import atomic_write, environment_report, seed_everything
+from icd_lib.utils import atomic_write, environment_report, process_age, seed_everything
 
 
 def draw():
@@ -164,3 +164,11 @@ def test_a_failed_torch_write_on_a_disk_with_room_is_not_called_full(tmp_path, m
     with pytest.raises(RuntimeError, match="unexpected pos"):
         checkpoint.save_checkpoint({"config": {}}, tmp_path / "last.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_process_age_is_the_time_since_this_process_started():
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    expected = time.time() - psutil.Process().create_time()
+    assert process_age() == pytest.approx(expected, abs=1.0)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from icd_lib.config import METHOD_WEIGHTS, PROFILES
 from icd_lib.models import MODEL_NAMES
 from icd_lib.results import aggregate
+from icd_lib.utils import process_age
 
 # Exit codes (README, "Errors and exit codes"); a run another process holds exits with
 # icd_lib.experiments.lock.EXIT_BUSY (3)
@@ -282,7 +283,9 @@ def run_plan_command(args: argparse.Namespace) -> int:
     variant = dict(group=args.group, assignments=args.assignments)
     if args.status:
         workers = args.workers or runner.default_workers(args.device)
-        print(runner.format_status(args.name, runner.plan_status(args.name, args.out, **variant), workers))
+        rows = runner.plan_status(args.name, args.out, **variant)
+        # this process's own start-up (interpreter, torch, icd_lib): what each worker pays at least
+        print(runner.format_status(args.name, rows, workers, startup_s=process_age() or 0.0))
     elif args.list:
         print("\n".join(runner.list_commands(args.name, args.out, **variant)))
     elif args.reevaluate:

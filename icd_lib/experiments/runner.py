@@ -73,10 +73,13 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
-def format_status(plan: str, rows: list[GroupStatus], workers: int, width: int | None = 88) -> str:
+def format_status(plan: str, rows: list[GroupStatus], workers: int, startup_s: float = 0.0,
+                  width: int | None = 88) -> str:
     """The table ``plan NAME --status`` prints, with the projected time left on ``workers`` workers.
 
-    A group without a finished run is projected at the mean time of the other groups' students.
+    Each run left takes its group's measured time per run (records count only the epochs) plus
+    ``startup_s``, a worker process's start-up (interpreter, imports). A group without a finished
+    run is projected at the mean time of the other groups' students.
     The closing summary is wrapped to ``width`` columns at its ``"; "`` (None: one line); the
     table is 58 columns wide (more only for a group name over 14 characters).
     """
@@ -87,13 +90,14 @@ def format_status(plan: str, rows: list[GroupStatus], workers: int, width: int |
     total_left = 0.0
     for r in rows:
         per_run = r.seconds_per_run or fallback
-        left = (r.pending + r.running) * per_run / workers if per_run else None
+        left = (r.pending + r.running) * (per_run + startup_s) / workers if per_run else None
         total_left += left or 0.0
         lines.append(f"{r.name:<14}{r.done:>6}{r.running:>9}{r.pending:>9}"
                      f"{'-' if r.seconds_per_run is None else f'{r.seconds_per_run / 60:.1f}':>9}"
                      f"{'-' if left is None else duration(left):>11}")
     done, total = sum(r.done for r in rows), sum(r.total for r in rows)
-    left = (f"about {duration(total_left)} left on {workers} worker(s), from the measured time per run"
+    startup = f" and {startup_s:.0f} s of start-up" if startup_s else ""
+    left = (f"about {duration(total_left)} left on {workers} worker(s), from the measured time per run{startup}"
             if fallback else "time left unknown until a run has finished")
     lines.append(wrap_fields([f"plan {plan}: {done}/{total} runs done, {sum(r.running for r in rows)} running", left],
                              width))
