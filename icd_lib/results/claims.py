@@ -337,7 +337,7 @@ def book_claims(student: str, cross_student: str = "mobilenetv2") -> list[Claim]
     matched, abl = "matched-weights", "ablations"
     beyond = (f"the book's largest lambda is {max(ABLATION_LAMBDA):g}: no run reaches 50 or 100")
     return [
-        Claim("kd_a_icd", "ICD above KD (same family, Table 1)", SUPERIOR, "Sec. 4.1, Table 1; abstract",
+        Claim("kd_a_icd", "ICD above KD (same family, Table 1)", ABSTRACT_KD, "Abstract; Sec. 4.1, Table 1",
               "comparing_methods", a(matched, "icd", "kd")),
         Claim("kd_a_icdkd", "ICD+KD above KD (same family, Table 1)", SUPERIOR, "Sec. 4.1, Table 1; abstract",
               "comparing_methods", a(matched, "icd+kd", "kd")),
