@@ -12,7 +12,10 @@ Chapters read these numbers instead of loading student checkpoints:
 - ``style`` on content/style data: style sensitivity of the model (flip rate, TV distance,
   accuracy before and after a random restyle) and, for a student, the distance between the
   teacher's prediction on an image and the student's on the same content in a new style
-  (the prediction-invariance criterion of eq. 3).
+  (the prediction-invariance criterion of eq. 3). On a random-style test set the difference
+  between that distance and the same-image one is no style measure: the stored style is one more
+  random draw, so it is about 0 for any student (``tests/test_eval.py``); the style measures are
+  ``flip_rate`` and ``tv_distance``.
 
 All are measured on the model of the last epoch, the book's primary number.
 """
