@@ -188,7 +188,7 @@ def claim_verdict(c: Comparison | None, expected: str, scope: str = "all", untes
             return CONTRADICTED, f"the two differ: resolved{holm_note}"
         if c.verdict == NOT_RESOLVED and bound <= SIMILAR_MARGIN:
             return SUPPORTED, f"not resolved, and the interval lies within ±{SIMILAR_MARGIN:g} points"
-        return NOT_SUPPORTED, f"no difference resolved, but the interval allows up to {bound:.2f}"
+        return NOT_SUPPORTED, f"no difference resolved, but the interval allows up to {bound:.2f} points"
     status = claim_status(found, "above" if expected == "higher" else "below")
     if status == SUPPORTED:
         return SUPPORTED, f"resolved in the claimed direction{holm_note}"
