@@ -1,6 +1,7 @@
 """The figure functions draw exactly the numbers they are given and reject malformed input."""
 from __future__ import annotations
 
+import base64
 import re
 
 import matplotlib
@@ -412,7 +413,14 @@ def test_an_explorer_holds_one_frame_per_value_and_a_live_widget():
     page = bundle["text/html"]
     assert len(set(re.findall(r"frames\[(\d+)\]", page))) == 3
     assert 'class="anim-slider"' in page and "https://" not in page  # no resource from the network
-    assert re.search(r'data-smallest-text-px="(\d+\.\d+)"', page)
+    frame = re.search(r'frames\[0\] = "data:image/svg\+xml;base64,([^"]+)"', page).group(1).replace("\\\n", "")
+    width_pt = float(re.search(rb'<svg[^>]*width="([\d.]+)pt"', base64.b64decode(frame)).group(1))
+    assert float(re.search(r'data-width-px="(\d+)"', page).group(1)) == pytest.approx(width_pt * 96 / 72, abs=1)
+    text_px = float(re.search(r'data-smallest-text-px="(\d+\.\d+)"', page).group(1))
+    fig = explorer.new_figure()
+    explorer.render(fig, 1)
+    smallest_pt = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
+    assert text_px == pytest.approx(smallest_pt * 96 / 72, abs=0.01)  # the frame's points as the browser shows them
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert {1, 2, 3} <= set(drawn)
     with pytest.raises(ValueError, match="at least one value"):

@@ -24,6 +24,7 @@ from icd_lib.plots.style import (DPI, FIGURE_WIDTH, METHOD_COLOURS, MIN_FONT_PT,
 
 # Frames as SVG with text kept as text: a fraction of the size of PNG frames, and sharp.
 FRAME_RC = {"animation.frame_format": "svg", "svg.fonttype": "none"}
+SVG_PX_PER_INCH = 96  # an SVG frame's size is in points, which a browser shows at 96 px per inch
 EXTERNAL_STYLESHEET = re.compile(r"<link[^>]+href=\"https?://[^\"]+\"[^>]*>")  # to_jshtml's icon font, from a CDN
 
 
@@ -58,7 +59,7 @@ class Explorer:
                                   repeat=False)
         with matplotlib.rc_context(FRAME_RC):
             frames = EXTERNAL_STYLESHEET.sub("", animation.to_jshtml(fps=2, default_mode="once"))
-        size = measure(FIGURE_WIDTH * DPI, self.height * DPI, text_pt)
+        size = measure(FIGURE_WIDTH * SVG_PX_PER_INCH, self.height * SVG_PX_PER_INCH, text_pt, SVG_PX_PER_INCH)
         first, last = (html.escape(self.label(v)) for v in (self.values[0], self.values[-1]))
         return (f'<div class="icd-explorer" data-frames="{len(self.values)}" '
                 f'data-width-px="{size["width_px"]}" data-height-px="{size["height_px"]}" '
@@ -175,10 +176,11 @@ def style_explorer(frames, class_names, true_class: int) -> Explorer:
         rows = np.arange(len(models))[::-1]
         for row, model, colour in zip(rows, models, series_colours(models)):
             p = _to_numpy(predictions[model], f"predictions[{model!r}]")
-            bars.barh(row, p[true_class], color=colour)
+            bars.barh(row, p[true_class], height=0.5, color=colour)
             bars.annotate(f"says {class_names[int(p.argmax())]} ({p.max():.2f})", (1.02, row),
                           xycoords=("axes fraction", "data"), va="center", fontsize=8)
         bars.set_yticks(rows, models)
+        bars.set_ylim(-0.8, len(models) - 0.2)
         bars.set_xlim(0, 1)
         bars.set_xlabel(f"probability of the true class, {class_names[true_class]!r}")
 

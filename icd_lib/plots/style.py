@@ -109,11 +109,12 @@ def figure_png(fig: Figure, dpi: float = DPI * PNG_SCALE) -> bytes:
     return buffer.getvalue()
 
 
-def measure(width_px: float, height_px: float, text_pt: float) -> dict:
-    """What a reader sees of a figure of that CSS size: its shown width, smallest text (px) and aspect."""
+def measure(width_px: float, height_px: float, text_pt: float, px_per_inch: float = DPI) -> dict:
+    """What a reader sees of a figure of that CSS size, drawn at ``px_per_inch``: its shown width,
+    smallest text (px) and aspect."""
     shown = min(1.0, COLUMN_PX / width_px)
     return {"width_px": round(width_px), "height_px": round(height_px), "aspect": width_px / height_px,
-            "smallest_text_pt": text_pt, "smallest_text_px": text_pt * DPI / 72 * shown}
+            "smallest_text_pt": text_pt, "smallest_text_px": text_pt * px_per_inch / 72 * shown}
 
 
 def css_size(png: bytes) -> tuple[float, float]:
