@@ -174,3 +174,25 @@ def test_a_killed_record_write_leaves_no_temporary_once_the_run_starts_again(tmp
     with pytest.raises(Stop):
         runs.execute(spec, tmp_path, progress=False)
     assert not partial.exists() and all(other.exists() for other in others)
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder_behind(tmp_path, monkeypatch):
+    from icd_lib.experiments import runs
+    from icd_lib.experiments.lock import RunLock
+    from icd_lib.experiments.spec import make_spec
+
+    def invalid(*args, **kwargs):
+        raise ValueError("kd: temperature must be > 0, got 0")  # what a term's own check raises at the start
+
+    monkeypatch.setattr(runs, "load_train_set", invalid)
+    spec = make_spec("smoke", "student")
+    with pytest.raises(ValueError, match="temperature"):
+        runs.execute(spec, tmp_path / "out", progress=False)
+    assert files_under(tmp_path) == []  # no out/, results/, checkpoints/ or run folder with a lock
+    (tmp_path / "mine" / "results").mkdir(parents=True)
+    with pytest.raises(ValueError, match="temperature"):
+        runs.execute(spec, tmp_path / "mine", progress=False)
+    assert files_under(tmp_path / "mine") == ["results"]  # what was there before stays
+    with RunLock(runs.checkpoint_dir(tmp_path / "mine", spec)):
+        pass  # a lock released without an error keeps its folder (the run's checkpoints live there)
+    assert (runs.checkpoint_dir(tmp_path / "mine", spec) / ".lock").is_file()

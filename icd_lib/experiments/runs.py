@@ -25,7 +25,7 @@ from torch import nn
 from icd_lib.config import get_profile
 from icd_lib.data import ImageDataset, dataset_info, load_dataset
 from icd_lib.eval.final import final_evaluation
-from icd_lib.experiments.lock import RunLock
+from icd_lib.experiments.lock import RunLock, missing_folders, remove_empty_folders
 from icd_lib.experiments.spec import TEACHER, RunSpec, make_spec
 from icd_lib.models import build_model
 from icd_lib.results.records import RECORD_FORMAT, RunRecord, load_record, portable_path, provenance, record_path, save_record
@@ -161,14 +161,27 @@ def execute(
     """Run ``spec`` to completion under ``out`` and return its complete record (see the module doc).
 
     ``distributed``: this process's place in a data-parallel job (``init_distributed()``, under
-    torchrun); rank 0 alone takes the run's lock and evaluates.
+    torchrun); rank 0 alone takes the run's lock and evaluates. A run that fails before writing
+    anything leaves no folder behind.
     """
     path = spec_record_path(out, spec)
     if path.is_file() and load_record(path).evaluation is not None:
         sync_best_checkpoint(checkpoint_dir(out, spec))  # a deleted or stale best.pt comes back
         return load_record(path)
-    ensure_writable(results_dir(out))
-    teacher = None if spec.teacher is None else ensure_teacher(spec, out, data_root, device, fast, progress)
+    new_folders = missing_folders(results_dir(out))
+    try:
+        ensure_writable(results_dir(out))
+        teacher = None if spec.teacher is None else ensure_teacher(spec, out, data_root, device, fast, progress)
+        return execute_locked(spec, out, teacher, data_root, device, fast, progress, distributed)
+    except BaseException:
+        remove_empty_folders(new_folders)
+        raise
+
+
+def execute_locked(spec: RunSpec, out: str | Path, teacher: Teacher | None, data_root: str | Path | None,
+                   device: str | None, fast: bool, progress: bool, distributed: DistributedContext | None) -> RunRecord:
+    """``execute``'s part under the run's lock: train what is left, evaluate, write the record."""
+    path = spec_record_path(out, spec)
     is_main = distributed is None or distributed.is_main
     with RunLock(checkpoint_dir(out, spec)) if is_main else nullcontext():
         if is_complete(spec, out):  # another process finished it while this one waited for the teacher
