@@ -196,3 +196,26 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder_behind(tmp_pa
     with RunLock(runs.checkpoint_dir(tmp_path / "mine", spec)):
         pass  # a lock released without an error keeps its folder (the run's checkpoints live there)
     assert (runs.checkpoint_dir(tmp_path / "mine", spec) / ".lock").is_file()
+
+
+def test_a_process_that_opened_a_lock_file_its_failed_holder_removed_reports_the_run_busy(tmp_path, monkeypatch):
+    """The race that removing a lock file opens: B opens .lock, A fails and removes it, B locks the
+    removed file. B must not think it holds the run (C could lock a new .lock meanwhile)."""
+    import builtins
+
+    from icd_lib.experiments import lock
+    from icd_lib.experiments.lock import RunBusy, RunLock
+
+    folder = tmp_path / "checkpoints" / "run"
+    first = RunLock(folder)
+    first.__enter__()
+
+    def open_then_holder_fails(path, mode):
+        handle = builtins.open(path, mode)  # B has the file open ...
+        first.__exit__(ValueError, ValueError("failed"), None)  # ... when A fails and removes it
+        return handle
+
+    monkeypatch.setattr(lock, "open", open_then_holder_fails, raising=False)
+    with pytest.raises(RunBusy, match="run was just released by a run that failed; start it again"):
+        RunLock(folder).__enter__()
+    assert not folder.exists()
