@@ -154,6 +154,7 @@ def test_an_option_is_read_as_the_type_its_term_declares(assignment, value):
     ({"kd": 0.1234567}, "book-kd-resnet8-from-resnet20-seed0-kd=0.1234567"),  # "g" would round to 0.123457
     ({"kd": 1e20}, "book-kd-resnet8-from-resnet20-seed0-kd=1e+20"),
     ({"kd": 0.5, "ce": 1.0}, "book-kd-resnet8-from-resnet20-seed0-ce=1-kd=0.5"),
+    ({"kd": -0.0}, "book-kd-resnet8-from-resnet20-seed0-kd=0"),
 ])
 def test_any_finite_weight_has_a_name_that_reads_back_exactly(weights, name):
     spec = make_spec("book", "kd", weights=weights)
@@ -187,3 +188,12 @@ def test_crd_options_are_checked_by_their_declared_types():
 def test_a_name_that_is_not_a_run_name_is_a_clear_error(name):
     with pytest.raises(SpecError, match="is not a run name"):
         RunSpec.from_name(name)
+
+
+def test_names_of_random_weights_and_options_read_back_exactly():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for value in 10.0 ** rng.uniform(-12, 12, 300) * rng.uniform(0, 1, 300):
+        spec = make_spec("book", "kd", weights={"kd": float(value)}, options={"kd.temperature": float(value) + 1.0})
+        assert RunSpec.from_name(spec.name) == spec and dict(RunSpec.from_name(spec.name).weights)["kd"] == value

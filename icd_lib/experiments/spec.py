@@ -56,6 +56,7 @@ def format_value(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
+        value = abs(value) if value == 0 else value  # -0.0 is 0: a "-" would split the name
         text = format(value, "g")
         if "-" in text or float(text) != value:
             text = np.format_float_positional(value, trim="-")
