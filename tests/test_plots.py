@@ -21,7 +21,6 @@ from matplotlib.text import Text  # noqa: E402
 from icd_lib.plots import (  # noqa: E402
     METHOD_COLOURS,
     method_colour,
-    plot_bars,
     plot_causal_graph,
     plot_curves,
     plot_distributions,
@@ -49,7 +48,7 @@ def images_of(fig: Figure) -> list[np.ndarray]:
 
 def test_figures_are_detached_from_pyplot():
     before = plt.get_fignums()
-    fig = plot_bars({"a": 1.0}, ylabel="y")
+    fig = plot_dots({"a": 1.0}, value_label="y")
     assert isinstance(fig, Figure)
     assert plt.get_fignums() == before
 
@@ -106,18 +105,13 @@ def test_dots_show_each_seed_the_mean_and_its_interval_in_method_colours():
     assert ax.get_xlabel().startswith("accuracy (%)")
 
 
-def test_bars_is_the_dot_plot_under_its_old_keywords():
-    fig = plot_bars({"kd": [1.0, 2.0]}, ylabel="y", ylim=(0.0, 5.0))
-    assert fig.axes[0].get_xlim() == (0.0, 5.0) and not fig.axes[0].patches
-
-
-def test_bars_reject_empty_and_non_numeric_values():
+def test_dots_reject_empty_and_non_numeric_values():
     with pytest.raises(ValueError, match="empty"):
-        plot_bars({}, ylabel="y")
+        plot_dots({}, value_label="y")
     with pytest.raises(TypeError, match="numeric"):
-        plot_bars({"a": "high"}, ylabel="y")
+        plot_dots({"a": "high"}, value_label="y")
     with pytest.raises(ValueError, match="non-empty"):
-        plot_bars({"a": []}, ylabel="y")
+        plot_dots({"a": []}, value_label="y")
 
 
 def test_image_grid_shows_every_image_rescaled_with_labels():

@@ -4,7 +4,6 @@ Importing the package sets the book's style once (``style.use_book_style``): the
 theme, and figures shown sharp with their measurements in IPython.
 """
 from icd_lib.plots.figures import (
-    plot_bars,
     plot_causal_graph,
     plot_curves,
     plot_distributions,
@@ -18,6 +17,6 @@ from icd_lib.plots.style import METHOD_COLOURS, method_colour, use_book_style
 
 use_book_style()
 
-__all__ = ["METHOD_COLOURS", "method_colour", "plot_bars", "plot_causal_graph", "plot_curves", "plot_distributions",
+__all__ = ["METHOD_COLOURS", "method_colour", "plot_causal_graph", "plot_curves", "plot_distributions",
            "plot_dots", "plot_heatmaps", "plot_icd_diagram", "plot_image_grid", "plot_learning_curves",
            "use_book_style"]

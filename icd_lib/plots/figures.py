@@ -146,12 +146,6 @@ def plot_dots(
     return fig
 
 
-def plot_bars(values, ylabel: str, title: str | None = None, value_format: str = "{:.1f}",
-              ylim: tuple[float, float] | None = None) -> Figure:
-    """``plot_dots`` under the name and keywords the chapters used when it drew bars."""
-    return plot_dots(values, ylabel, title=title, value_format=value_format, value_range=ylim)
-
-
 def _blocks(rows: int, cols: int) -> int:
     """How many blocks of columns, stacked, keep a rows x cols grid of square cells within ``MAX_ASPECT``."""
     blocks = 1
