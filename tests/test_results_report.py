@@ -127,7 +127,8 @@ def test_comparison_table_shades_resolved_rows_and_names_units():
     html = comparison_table([up, flat]).to_html()
     shade = report.SHADES[ABOVE].split(": ")[1]
     rule = next(block for block in html.split("}") if shade in block)  # the cells that carry the shade
-    assert rule.count("_row0_") == len(comparison_frame([up]).columns) and "_row1_" not in rule
+    assert rule.count("_row0_") == 1 + len(comparison_frame([up]).columns) and "_row1_" not in rule
+    assert "<th" in html and ">comparison</th>" in html and html.count("index_name") == 0  # one header line
 
 
 def test_experiment_frame_sets_the_papers_numbers_beside_ours():

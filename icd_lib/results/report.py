@@ -234,15 +234,17 @@ def comparison_frame(comparisons: Sequence[Comparison], unit: str = "points") ->
 
 def shaded(frame: pd.DataFrame, verdict_columns: Iterable[str] = ("verdict", "verdict under Holm")):
     """``frame`` as a Styler: each row shaded green where its first verdict column says
-    "resolved, above", red where "resolved, below"; no index name line."""
+    "resolved, above", red where "resolved, below"; a named index becomes the first column, so
+    the header is one line."""
     columns = [c for c in verdict_columns if c in frame.columns]
+    table = frame.reset_index() if frame.index.name else frame
 
     def shade(row):
         verdict = next((row[c] for c in columns if isinstance(row[c], str)), NOT_RESOLVED)
         return [SHADES.get(verdict, "")] * len(row)
 
-    styler = frame.style.apply(shade, axis=1) if columns else frame.style
-    return styler.set_table_styles([{"selector": "th", "props": "text-align: left"}])
+    styler = table.style.apply(shade, axis=1) if columns else table.style
+    return styler.hide(axis="index").set_table_styles([{"selector": "th", "props": "text-align: left"}])
 
 
 def comparison_table(comparisons: Sequence[Comparison], unit: str = "points"):
