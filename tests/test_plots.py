@@ -31,7 +31,13 @@ from icd_lib.plots import (  # noqa: E402
     plot_learning_curves,
 )
 from icd_lib.plots.experiments import plot_differences, plot_seed_sweep  # noqa: E402
-from icd_lib.plots.explorers import explore, resolving_power, seeds_explorer  # noqa: E402
+from icd_lib.plots.explorers import (  # noqa: E402
+    explore,
+    matching_explorer,
+    resolving_power,
+    seeds_explorer,
+    soft_targets_explorer,
+)
 from icd_lib.plots.style import COLUMN_PX, DPI, _png_formatter  # noqa: E402
 
 T_975_DF2 = 4.302652729911275  # the 97.5% quantile of Student's t with 2 degrees of freedom (tables)
@@ -430,3 +436,31 @@ def test_seeds_explorer_draws_the_expected_interval_of_each_difference():
     spans = [line.get_xdata() for line in intervals.get_lines() if len(line.get_xdata()) == 2]
     np.testing.assert_allclose(spans[0], [0.5 - half, 0.5 + half], rtol=1e-6)
     assert fig._suptitle.get_text() == "seeds per method = 5"
+
+
+def test_soft_targets_explorer_shows_the_mass_off_the_top_class_at_every_temperature():
+    logits = np.array([4.0, 1.0, 0.0])
+    soft = {t: np.exp(logits / t) / np.exp(logits / t).sum() for t in (1.0, 4.0)}
+    explorer = soft_targets_explorer(soft, ["a", "b", "c"])
+    fig = explorer.new_figure()
+    explorer.render(fig, 4.0)
+    bars, mass = fig.axes[:2]
+    np.testing.assert_allclose([p.get_height() for p in bars.patches], soft[4.0])
+    curve = mass.get_lines()[0]
+    np.testing.assert_allclose(curve.get_ydata(), [1 - soft[1.0][0], 1 - soft[4.0][0]])
+    assert bars.get_yscale() == "log"
+
+
+def test_matching_explorer_draws_the_slider_scales_matrices_and_marks_the_scale():
+    p, q = np.full((3, 3), 1 / 3), np.eye(3)
+    explorer = matching_explorer({2.0: (p, q), 5.0: (q, p)}, [1.0, 10.0],
+                                 {"contrast": {"n = 3": [1.0, 0.5]}, "invariance": {"n = 3": [0.0, 0.1]}})
+    assert explorer.values == [2.0, 5.0]
+    fig = explorer.new_figure()
+    explorer.render(fig, 5.0)
+    shown = images_of(fig)
+    np.testing.assert_array_equal(shown[0], q)
+    np.testing.assert_array_equal(shown[1], p)
+    term_axes = [ax for ax in fig.axes if ax.get_ylabel() in ("contrast", "invariance")]
+    assert len(term_axes) == 2
+    assert all(any(list(line.get_xdata()) == [5.0, 5.0] for line in ax.get_lines()) for ax in term_axes)

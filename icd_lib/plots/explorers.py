@@ -135,14 +135,17 @@ def soft_targets_explorer(probabilities, class_names) -> Explorer:
 
 def matching_explorer(matrices, scales, terms) -> Explorer:
     """ICD's matching distributions under the logit scale: ``matrices[s] = (P, Q)`` at each scale s
-    shown on the slider, beside ``terms`` (name -> values over ``scales``) with the current s marked."""
+    on the slider, beside one small panel per loss term, ``terms[term] = {curve: values over
+    scales}`` (a curve per batch size, say), with the slider's s marked."""
     shown = sorted(matrices)
     pairs = {s: tuple(_to_numpy(m, f"matrices[{s}]") for m in matrices[s]) for s in shown}
     grid = _to_numpy(scales, "scales")
-    curves = {name: _to_numpy(v, f"terms[{name!r}]") for name, v in terms.items()}
+    panels = {term: {name: _to_numpy(v, f"terms[{term!r}][{name!r}]") for name, v in curves.items()}
+              for term, curves in terms.items()}
 
     def draw(fig, scale):
-        p_ax, q_ax, t_ax = fig.subplots(1, 3, width_ratios=(1, 1, 1.3))
+        layout = fig.add_gridspec(len(panels), 3, width_ratios=(1, 1, 1.2))
+        p_ax, q_ax = fig.add_subplot(layout[:, 0]), fig.add_subplot(layout[:, 1])
         for ax, matrix, name in ((p_ax, pairs[scale][0], "P (rows sum to 1)"), (q_ax, pairs[scale][1], "Q")):
             image = ax.imshow(matrix, cmap="magma", vmin=0, vmax=1)
             ax.set_title(name)
@@ -150,15 +153,18 @@ def matching_explorer(matrices, scales, terms) -> Explorer:
             ax.grid(False)
         p_ax.set_ylabel("i")
         fig.colorbar(image, ax=[p_ax, q_ax], shrink=0.8, label="probability")
-        for (name, values), colour in zip(curves.items(), series_colours(list(curves))):
-            t_ax.plot(grid, values, color=colour, label=name)
-        t_ax.axvline(scale, color="black", linewidth=1)
-        t_ax.set_xscale("log")
-        t_ax.set_xlabel("logit scale s")
-        t_ax.set_ylabel("nats")
-        t_ax.legend(fontsize=MIN_FONT_PT)
+        for row, (term, curves) in enumerate(panels.items()):
+            ax = fig.add_subplot(layout[row, 2])
+            for (name, values), colour in zip(curves.items(), series_colours(list(curves))):
+                ax.plot(grid, values, color=colour, label=name)
+            ax.axvline(scale, color="black", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_ylabel(term)
+            if row == 0:
+                ax.legend(fontsize=MIN_FONT_PT)
+        ax.set_xlabel("logit scale s")
 
-    return explore(draw, shown, "s", height=2.7)
+    return explore(draw, shown, "s", height=2.9)
 
 
 def style_explorer(frames, class_names, true_class: int) -> Explorer:
