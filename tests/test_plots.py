@@ -37,6 +37,7 @@ from icd_lib.plots.explorers import (  # noqa: E402
     resolving_power,
     seeds_explorer,
     soft_targets_explorer,
+    style_explorer,
 )
 from icd_lib.plots.style import COLUMN_PX, DPI, _png_formatter  # noqa: E402
 
@@ -464,3 +465,15 @@ def test_matching_explorer_draws_the_slider_scales_matrices_and_marks_the_scale(
     term_axes = [ax for ax in fig.axes if ax.get_ylabel() in ("contrast", "invariance")]
     assert len(term_axes) == 2
     assert all(any(list(line.get_xdata()) == [5.0, 5.0] for line in ax.get_lines()) for ax in term_axes)
+
+
+def test_style_explorer_shows_each_models_probability_of_the_true_class_and_its_guess():
+    image = np.zeros((3, 4, 4))
+    frames = {"as stored": (image, {"teacher": [0.7, 0.2, 0.1], "icd student": [0.1, 0.3, 0.6]})}
+    explorer = style_explorer(frames, ["coat", "shirt", "bag"], true_class=0)
+    fig = explorer.new_figure()
+    explorer.render(fig, "as stored")
+    bars = fig.axes[1]
+    assert [p.get_width() for p in bars.patches] == pytest.approx([0.7, 0.1])
+    assert [to_hex(p.get_facecolor()) for p in bars.patches] == [METHOD_COLOURS["teacher"], METHOD_COLOURS["icd"]]
+    assert [t.get_text() for t in bars.texts] == ["says coat (0.70)", "says bag (0.60)"]
