@@ -39,7 +39,7 @@ from icd_lib.plots.explorers import (  # noqa: E402
     soft_targets_explorer,
     style_explorer,
 )
-from icd_lib.plots.style import COLUMN_PX, DPI, _png_formatter  # noqa: E402
+from icd_lib.plots.style import COLUMN_PX, DPI, figure_output  # noqa: E402
 
 T_975_DF2 = 4.302652729911275  # the 97.5% quantile of Student's t with 2 degrees of freedom (tables)
 
@@ -381,7 +381,7 @@ def test_a_wide_image_grid_is_cut_into_stacked_blocks():
     lambda: plot_causal_graph({"A": (0, 0), "B": (4.8, 0)}, [("A", "B")], notes={"A": "a"}),
 ], ids=["dots", "distributions", "image-strip", "heatmaps", "learning-curves", "causal-graph"])
 def test_figures_fit_the_column_with_legible_text(make):
-    png, metadata = _png_formatter(make())
+    png, metadata = figure_output(make())
     width = int.from_bytes(png[16:20], "big")
     height = int.from_bytes(png[20:24], "big")
     assert metadata["width"] == round(width / 2) <= COLUMN_PX  # a 2x PNG, shown at its own size

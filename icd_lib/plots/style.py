@@ -102,10 +102,10 @@ def smallest_text_pt(fig: Figure) -> float:
     return min(sizes, default=float("inf"))
 
 
-def figure_png(fig: Figure, dpi: float = DPI * PNG_SCALE) -> bytes:
-    """The figure as PNG bytes, cropped to its drawn content."""
+def figure_png(fig: Figure) -> bytes:
+    """The figure as a PNG at ``PNG_SCALE`` times its CSS size, cropped to its drawn content."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    fig.savefig(buffer, format="png", dpi=DPI * PNG_SCALE, bbox_inches="tight", facecolor="white")
     return buffer.getvalue()
 
 
@@ -122,7 +122,7 @@ def css_size(png: bytes) -> tuple[float, float]:
     return int.from_bytes(png[16:20], "big") / PNG_SCALE, int.from_bytes(png[20:24], "big") / PNG_SCALE
 
 
-def _png_formatter(fig: Figure):
+def figure_output(fig: Figure):
     """IPython's image/png output of a figure: a 2x PNG, its CSS width and its measurements."""
     png = figure_png(fig)
     width, height = css_size(png)
@@ -147,7 +147,7 @@ THEME_RC = {
 
 
 def use_book_style() -> None:
-    """Set the book's seaborn theme and, in IPython, show figures through ``_png_formatter``."""
+    """Set the book's seaborn theme and, in IPython, show figures through ``figure_output``."""
     sns.set_theme(context="paper", style="whitegrid", rc=THEME_RC)
     matplotlib.rcParams.update(THEME_RC)
     try:
@@ -159,4 +159,4 @@ def use_book_style() -> None:
         plt.switch_backend(matplotlib.get_backend())  # the inline backend sets its formatters now, not later
         formatters = shell.display_formatter.formatters
         formatters["image/svg+xml"].pop(Figure, None)
-        formatters["image/png"].for_type(Figure, _png_formatter)
+        formatters["image/png"].for_type(Figure, figure_output)
