@@ -1,7 +1,8 @@
-"""Figure functions for the book: each returns a matplotlib Figure (see ``figures``).
+"""Figure functions for the book: each returns a matplotlib Figure (``figures``; the experiment
+chapters' forest plots and sweeps in ``experiments``); ``explorers`` holds the sliders.
 
 Importing the package sets the book's style once (``style.use_book_style``): the seaborn
-theme, and figures shown sharp with their measurements in IPython.
+theme, one colour per method, and figures shown sharp with their measurements in IPython.
 """
 from icd_lib.plots.figures import (
     plot_causal_graph,
