@@ -424,6 +424,10 @@ def test_an_explorer_holds_one_frame_per_value_and_a_live_widget():
     assert text_px == pytest.approx(smallest_pt * 96 / 72, abs=0.01)  # the frame's points as the browser shows them
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert {1, 2, 3} <= set(drawn)
+    slider, image = explorer.widget().children
+    first = image.value
+    slider.value = 3  # what a reader's move does: the live figure is redrawn for the new value
+    assert image.value != first and drawn[-1] == 3
     with pytest.raises(ValueError, match="at least one value"):
         explore(draw, [], "k")
 
