@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import platform
 import random
@@ -11,6 +12,7 @@ import subprocess
 import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,19 @@ def git_commit(path: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def installed_from(where: str | os.PathLike = Path(__file__).resolve().parents[1]) -> tuple[str | None, str | None]:
+    """(URL, commit) pip recorded when it installed the ``icd_lib`` found in ``where`` (PEP 610's
+    ``direct_url.json``); the commit is None unless it came from git, both None when unrecorded."""
+    for dist in metadata.distributions(path=[str(where)]):
+        if dist.metadata["Name"].replace("-", "_").lower() != "icd_lib":
+            continue
+        text = dist.read_text("direct_url.json")
+        if text:
+            direct = json.loads(text)
+            return direct.get("url"), direct.get("vcs_info", {}).get("commit_id")
+    return None, None
 
 
 def git_dirty(path: str | Path | None = None) -> bool | None:

@@ -128,7 +128,29 @@ def test_cuda_on_a_machine_without_a_gpu_is_refused(capsys, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_main(capsys, "distill", "--device", "cuda")
-    assert code == 2 and "this machine has no CUDA GPU; use --device cpu" in err
+    assert code == 2 and "no CUDA GPU" in err and "Runtime > Change runtime type" in err and "--device cpu" in err
+
+
+@pytest.mark.parametrize("argv", [["distill", "--profile", "paper", "--method", "kd"],
+                                  ["train-teacher", "--profile", "paper"],
+                                  ["plan", "paper", "--run", "--group", "table-1"]])
+def test_the_paper_recipe_on_a_cpu_is_refused_with_the_colab_instruction(capsys, monkeypatch, tmp_path, argv):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("ICD_ALLOW_CPU", raising=False)
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path / "out"))
+    assert code == 2 and "meant for a GPU" in err and "Runtime > Change runtime type" in err, err
+    assert "ICD_ALLOW_CPU=1" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_a_training_command_names_its_runtime_first(capsys, tmp_path):
+    spec = make_spec("smoke", "kd")
+    save_record(complete_record(spec, 55.0), tmp_path / "results")
+    assert main(["distill", "--profile", "smoke", "--method", "kd", "--out", str(tmp_path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("runtime: ") and ("GPU" in first)  # "GPU: <name>" or "no GPU: cpu (...)"
 
 
 def test_the_readme_states_every_exit_code_the_command_line_uses():

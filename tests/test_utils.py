@@ -1,6 +1,7 @@
 """seed_everything makes every random source repeat; the environment report names the device;
 atomic_write never leaves half a file."""
 import errno
+import json
 import random
 import stat
 
@@ -172,3 +173,21 @@ def test_process_age_is_the_time_since_this_process_started():
     psutil = pytest.importorskip("psutil")
     expected = time.time() - psutil.Process().create_time()
     assert process_age() == pytest.approx(expected, abs=1.0)
+
+
+def test_a_record_made_from_a_pip_install_names_the_commit_pip_recorded(tmp_path, monkeypatch):
+    """Outside a git checkout (Colab's pip install from git), the commit comes from PEP 610's
+    direct_url.json, which pip writes into the dist-info."""
+    from icd_lib import utils
+    from icd_lib.results import records
+
+    info = tmp_path / "icd_lib-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: icd_lib\nVersion: 0.1\n")
+    (info / "direct_url.json").write_text(json.dumps(
+        {"url": "https://github.com/icd-book/icd-book", "vcs_info": {"vcs": "git", "commit_id": "c0ffee"}}))
+    assert utils.installed_from(tmp_path) == ("https://github.com/icd-book/icd-book", "c0ffee")
+    real = utils.installed_from
+    monkeypatch.setattr(utils, "git_commit", lambda *args: None)  # not a checkout
+    monkeypatch.setattr(utils, "installed_from", lambda: real(tmp_path))
+    assert records.provenance()["git_commit"] == "c0ffee"

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--profile", choices=list(PROFILES), default=None,
                         help="compute profile (default: $ICD_PROFILE, else book)")
     common.add_argument("--out", default=".", help="folder for checkpoints/ and results/ (default: .)")
-    common.add_argument("--data-root", default=None, help="data folder (default: $ICD_DATA, else the repository's data/)")
+    common.add_argument("--data-root", default=None, help="data folder (default: $ICD_DATA, else data/ in a checkout of the repository, "
+                             "else ~/.cache/icd_lib for an installed package)")
     common.add_argument("--device", type=device_name, default=None,
                         help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -161,7 +162,10 @@ def device_name(text: str) -> str:
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+        from icd_lib.runtime import COLAB_GPU
+
+        raise argparse.ArgumentTypeError(f"{text!r} asked for, but torch sees no CUDA GPU here; {COLAB_GPU}; "
+                                         "elsewhere, use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     if device.type not in ("cpu", "cuda"):
@@ -222,9 +226,12 @@ def exit_code(err: Exception) -> int:
 def is_expected(err: Exception) -> bool:
     """Failures with a message written for the user (bad input, missing or corrupt files, no space)."""
     from icd_lib.experiments.lock import RunBusy
+    from icd_lib.experiments.records import MissingRecordsError
+    from icd_lib.runtime import NeedsGPUError
     from icd_lib.train.checkpoint import CheckpointError
 
-    return isinstance(err, (ValueError, OSError, CheckpointError, RunBusy, FloatingPointError, TypeError))
+    return isinstance(err, (ValueError, OSError, CheckpointError, RunBusy, FloatingPointError, TypeError,
+                            NeedsGPUError, MissingRecordsError))
 
 
 def run_command(args: argparse.Namespace, distributed) -> int:
@@ -236,6 +243,8 @@ def run_command(args: argparse.Namespace, distributed) -> int:
     where = dict(data_root=args.data_root, device=args.device)
     training = dict(fast=getattr(args, "fast", False), progress=not getattr(args, "quiet", True))
     profile = args.profile or default_profile()
+    if args.command in TRAINING_COMMANDS and is_main:
+        say_runtime(profile, args.device, args.out)
     if args.command in ("distill", "sweep"):
         weights, options = parse_assignments(args.assignments)
         recipe = dict(student=args.student, epochs=args.epochs, weights=weights, options=options)
@@ -261,6 +270,17 @@ def run_command(args: argparse.Namespace, distributed) -> int:
     elif args.command == "plan":
         return run_plan_command(args)
     return 0
+
+
+TRAINING_COMMANDS = ("train-teacher", "distill", "sweep")
+
+
+def say_runtime(profile: str, device: str | None, out: str) -> None:
+    """One line naming the device the runs will use (and their measured time there);
+    NeedsGPUError for the ``paper`` recipe on a CPU (``$ICD_ALLOW_CPU=1`` overrides it)."""
+    from icd_lib.runtime import check_runtime
+
+    print(f"runtime: {check_runtime(profile, device, out=out)}", flush=True)
 
 
 def default_profile() -> str:
@@ -300,6 +320,7 @@ def run_plan_command(args: argparse.Namespace) -> int:
         record = execute(specs[args.index], args.out, args.data_root, args.device, args.fast, not args.quiet)
         print_record(record, args.out)
     else:
+        say_runtime(args.name, args.device, args.out)
         failed = runner.run_plan(args.name, args.out, args.group, args.workers, args.device, args.fast,
                                  use_worktree=not args.no_worktree, progress=not args.quiet,
                                  assignments=args.assignments)

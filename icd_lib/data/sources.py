@@ -241,7 +241,7 @@ def read_fashion_mnist(root: Path, train: bool, download: bool | None) -> RawIma
     how = (
         "Offline on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (the files are then found in "
         f"{debian_fashion_mnist_dir()}); or put the four files {', '.join(FASHION_MNIST_FILES)} (decompressed) in "
-        f"{raw}; or, with internet, call with download=True."
+        f"{raw}; or run again where the internet is reachable (icd_lib downloads missing files itself)."
     )
     ds = _open_or_download(
         lambda d: torchvision.datasets.FashionMNIST(str(root), train=train, download=d), download, "Fashion-MNIST",
@@ -254,7 +254,7 @@ def read_fashion_mnist(root: Path, train: bool, download: bool | None) -> RawIma
 def _read_cifar(cls: type, folder: str, archive: str, root: Path, train: bool, download: bool | None) -> RawImages:
     how = (
         f"Download {archive} from https://www.cs.toronto.edu/~kriz/cifar.html and extract it in {root} "
-        f"(giving {root / folder}); or, with internet, call with download=True."
+        f"(giving {root / folder}); or run again where the internet is reachable (icd_lib downloads missing files itself)."
     )
     ds = _open_or_download(
         lambda d: cls(str(root), train=train, download=d), download, cls.__name__, how, folder=root / folder
@@ -277,7 +277,7 @@ def read_stl10(root: Path, train: bool, download: bool | None) -> RawImages:
     """STL-10's labelled split (5,000 train / 8,000 test, 96x96x3), resized to 32x32 as the paper does for transfer."""
     how = (
         f"Download stl10_binary.tar.gz from {torchvision.datasets.STL10.url} and extract it in {root} "
-        f"(giving {root / 'stl10_binary'}); or, with internet, call with download=True."
+        f"(giving {root / 'stl10_binary'}); or run again where the internet is reachable (icd_lib downloads missing files itself)."
     )
     split = "train" if train else "test"
     ds = _open_or_download(
@@ -295,7 +295,7 @@ def _tiny_imagenet_dir(root: Path, download: bool | None) -> Path:
     base = root / "tiny-imagenet-200"
     how = (
         f"Download {TINY_IMAGENET_URL} and unzip it in {root} (giving {base}/wnids.txt, train/, val/); "
-        "or, with internet, call with download=True."
+        "or run again where the internet is reachable (icd_lib downloads missing files itself)."
     )
 
     def open_(download_now: bool) -> Path:

@@ -125,7 +125,7 @@ def provenance() -> dict:
     import torchvision
 
     import icd_lib
-    from icd_lib.utils import git_commit, git_dirty
+    from icd_lib.utils import git_commit, git_dirty, installed_from
 
     return {
         "versions": {
@@ -135,7 +135,7 @@ def provenance() -> dict:
             "numpy": np.__version__,
             "icd_lib": icd_lib.__version__,
         },
-        "git_commit": git_commit(),
+        "git_commit": git_commit() or installed_from()[1],  # a pip install from git records its commit
         "git_dirty": git_dirty(),
         "command": " ".join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
 import re
 import subprocess
@@ -29,15 +28,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
-from icd_lib.data.sources import PACKAGE_PARENT, checkout_root, user_cache_dir
+from icd_lib.data.sources import checkout_root, user_cache_dir
 from icd_lib.experiments.records import MissingRecordsError
-from icd_lib.utils import atomic_write
+from icd_lib.utils import atomic_write, installed_from
 
 RECORDS_ENV = "ICD_RECORDS"
 REPO_ENV = "ICD_BOOK_REPO"
@@ -99,19 +97,6 @@ def checkout_folder() -> Path | None:
         if (folder / "_config.yml").is_file() and (folder / "results").is_dir():
             return folder
     return checkout_root()
-
-
-def installed_from(where: str | os.PathLike = PACKAGE_PARENT) -> tuple[str | None, str | None]:
-    """(URL, commit) pip recorded when it installed the ``icd_lib`` found in ``where`` (PEP 610's
-    ``direct_url.json``); the commit is None unless it came from git, both None when unrecorded."""
-    for dist in metadata.distributions(path=[str(where)]):
-        if dist.metadata["Name"].replace("-", "_").lower() != "icd_lib":
-            continue
-        text = dist.read_text("direct_url.json")
-        if text:
-            direct = json.loads(text)
-            return direct.get("url"), direct.get("vcs_info", {}).get("commit_id")
-    return None, None
 
 
 def files_url(repo: str, commit: str | None) -> str:
