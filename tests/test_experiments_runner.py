@@ -157,3 +157,45 @@ def test_set_on_a_plan_makes_a_variant_of_one_group(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["plan", "smoke", "--status", "--group", "invariance", "--set", "kd=0.5", "--out", str(tmp_path)])
     assert "weight kd=0.5 is not a term of recipe 'student'; its terms: ce" in capsys.readouterr().err
+
+
+
+def failing_worker(message: str, launched: list):
+    """A worker command that fails at once, as a run without its dataset does: one line, exit 2
+    (``@`` in ``message`` becomes the run's index)."""
+    def command(plan, index, out, device, fast, variant):
+        launched.append(index)
+        text = message.replace("@", str(index))
+        return [sys.executable, "-c", f"print({text!r}); raise SystemExit(2)"]
+    return command
+
+
+def test_the_plan_stops_when_runs_fail_for_one_shared_reason(tmp_path, monkeypatch, capsys):
+    from icd_lib.experiments import runner
+
+    launched = []
+    monkeypatch.setattr(runner, "POLL_S", 0.05)
+    monkeypatch.setattr(runner, "worker_command", failing_worker("error: CIFAR-100 not found in data/", launched))
+    failed = runner.run_plan("paper", tmp_path, group="table-1", workers=1, use_worktree=False, progress=False)
+    assert len(launched) == runner.SHARED_CAUSE_RUNS
+    assert len(failed) < len(plan_specs(get_plan("paper"), "table-1"))
+    out = capsys.readouterr().out
+    assert "the same reason" in out and "CIFAR-100 not found in data/" in out
+
+
+def test_different_reasons_do_not_stop_the_plan(tmp_path, monkeypatch):
+    from icd_lib.experiments import runner
+
+    launched = []
+    monkeypatch.setattr(runner, "POLL_S", 0.05)
+    monkeypatch.setattr(runner, "worker_command", failing_worker("error: run @ failed", launched))
+    runner.run_plan("paper", tmp_path, group="table-1", workers=1, use_worktree=False, progress=False)
+    assert len(launched) > runner.SHARED_CAUSE_RUNS
+
+
+def test_shared_cause_needs_that_many_equal_reasons_in_a_row():
+    from icd_lib.experiments.runner import shared_cause
+
+    assert shared_cause(["a", "b", "b", "b"], runs=3) == "b"
+    assert shared_cause(["b", "b", "a"], runs=3) is None
+    assert shared_cause(["b", "b"], runs=3) is None

@@ -273,6 +273,7 @@ def run_command(args: argparse.Namespace, distributed) -> int:
 
 
 TRAINING_COMMANDS = ("train-teacher", "distill", "sweep")
+SHOWN_FAILURES = 5  # failed runs named in plan --run's last line
 
 
 def say_runtime(profile: str, device: str | None, out: str) -> None:
@@ -325,7 +326,9 @@ def run_plan_command(args: argparse.Namespace) -> int:
                                  use_worktree=not args.no_worktree, progress=not args.quiet,
                                  assignments=args.assignments)
         if failed:
-            print(f"{len(failed)} run(s) failed: {', '.join(failed)}; their logs are under {args.out}/logs/")
+            more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""
+            print(f"{len(failed)} run(s) failed: {', '.join(failed[:SHOWN_FAILURES])}{more}; their logs are under "
+                  f"{args.out}/logs/")
             return EXIT_RUNS_FAILED
     return 0
 

@@ -31,6 +31,7 @@ from icd_lib.results.records import load_record
 from icd_lib.utils import wrap_fields
 
 POLL_S = 2.0
+SHARED_CAUSE_RUNS = 3  # this many failures in a row for the same reason stop the plan
 
 
 def run_state(spec: RunSpec, out: str | Path) -> str:
@@ -186,6 +187,7 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
     (out / "logs").mkdir(parents=True, exist_ok=True)
     running: list[Worker] = []
     failed: list[str] = []
+    reasons: list[str] = []  # each failed run's error, its own name left out
     # smoothing=0: the time per run is the mean since the start; tqdm's moving average would take
     # it from the 2-second polls between completions and promise seconds for hours of work.
     bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not progress, dynamic_ncols=True,
@@ -200,8 +202,13 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
                     todo.append(next((i, s) for i, s in enumerate(specs) if s == worker.spec))
                 elif code != 0 or not is_complete(worker.spec, out):
                     failed.append(worker.spec.name)
+                    reasons.append(failure_reason(worker))
                     tqdm.write(f"failed: {worker.spec.name} (exit {code}); see {worker.log}")
                     bar.update(1)
+                    if todo and shared_cause(reasons):
+                        tqdm.write(f"stopping the plan: the last {SHARED_CAUSE_RUNS} runs failed for the same "
+                                   f"reason, which the other runs would meet too: {shared_cause(reasons)}")
+                        todo.clear()
                 else:
                     bar.update(1)
             launched = launch_ready(todo, running, workers, worker_command_for, out, failed)
@@ -215,6 +222,21 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
             worker.process.terminate()  # the run resumes from its last epoch next time
         bar.close()
     return failed
+
+
+def failure_reason(worker: Worker) -> str:
+    """The last line a failed run wrote to its log (its one-line error), with its name left out."""
+    try:
+        lines = [line.strip() for line in worker.log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1].replace(worker.spec.name, "<run>") if lines else "(it wrote nothing to its log)"
+
+
+def shared_cause(reasons: Sequence[str], runs: int = SHARED_CAUSE_RUNS) -> str | None:
+    """The reason the last ``runs`` failures share, or None."""
+    last = reasons[-runs:]
+    return last[0] if len(last) == runs and len(set(last)) == 1 else None
 
 
 def worker_environment(use_worktree: bool, device: str | None, workers: int) -> tuple[Path | None, dict]:
