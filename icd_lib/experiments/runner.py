@@ -205,9 +205,10 @@ def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers
                     reasons.append(failure_reason(worker))
                     tqdm.write(f"failed: {worker.spec.name} (exit {code}); see {worker.log}")
                     bar.update(1)
-                    if todo and shared_cause(reasons):
+                    cause = shared_cause(reasons)
+                    if todo and cause:
                         tqdm.write(f"stopping the plan: the last {SHARED_CAUSE_RUNS} runs failed for the same "
-                                   f"reason, which the other runs would meet too: {shared_cause(reasons)}")
+                                   f"reason, which the other runs would meet too: {cause}")
                         todo.clear()
                 else:
                     bar.update(1)
