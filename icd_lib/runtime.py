@@ -6,20 +6,30 @@ threads). The ``paper`` profile is meant for a GPU: on a runtime without one it 
 ``allow_cpu`` (or ``$ICD_ALLOW_CPU=1``) asks for the CPU anyway. Given the folder of a run's
 records, it adds how long the runs of that profile took on a device of the same name, from the
 records' ``wall_time_s``; it estimates nothing it has not measured.
+
+:func:`estimate` says how long a list of runs will take here before a chapter trains them: the
+median ``wall_time_s`` of records of the same profile, role and device (the same dataset and
+method where there are such), else "unmeasured" with the epochs and images each run trains.
 """
 from __future__ import annotations
 
 import os
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from icd_lib.config import get_profile
-from icd_lib.results.records import load_records
+from icd_lib.errors import UserError
+from icd_lib.results.records import RunRecord, load_records
 from icd_lib.utils import device_description
+
+if TYPE_CHECKING:
+    from icd_lib.experiments.spec import RunSpec
 
 ALLOW_CPU_ENV = "ICD_ALLOW_CPU"
 GPU_PROFILES = ("paper",)
@@ -27,7 +37,7 @@ COLAB_GPU = ("in Colab: Runtime > Change runtime type > Hardware accelerator: a 
              "the notebook again from the top (the runtime restarts)")
 
 
-class NeedsGPUError(RuntimeError):
+class NeedsGPUError(UserError, RuntimeError):
     """The work asked for needs a GPU and this runtime has none; the message says how to get one."""
 
 
@@ -96,3 +106,60 @@ def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long ``runs`` runs take on ``device``: ``seconds`` in all (None: not measured, for
+    ``unmeasured`` of them), from ``records`` records; ``work`` says what one run trains."""
+
+    runs: int
+    seconds: float | None
+    records: int
+    device: str
+    work: str
+    unmeasured: int = 0
+
+    def __str__(self) -> str:
+        plural = "s" if self.runs != 1 else ""
+        if self.seconds is None:
+            which = "" if self.unmeasured == self.runs else f" for {self.unmeasured} of them"
+            return (f"{self.runs} run{plural}, time unmeasured: no comparable record{which} was made on "
+                    f"this device, {self.device}; {self.work}")
+        return (f"{self.runs} run{plural}, about {duration(self.seconds)} on {self.device} (the median "
+                f"wall time of {self.records} comparable records)")
+
+
+def work_of(specs: Sequence["RunSpec"]) -> str:
+    """What the runs train, e.g. "each trains 8 epochs on 10,000 fashion_mnist images"."""
+    kinds = sorted({(s.epochs, s.train_size, s.dataset) for s in specs}, key=str)
+    said = [f"{epochs} epochs on {f'{size:,}' if size else 'all'} {dataset} images"
+            for epochs, size, dataset in kinds]
+    return "each trains " + " or ".join(said)
+
+
+def estimate(specs: Sequence["RunSpec"], out: str | os.PathLike | None, device: str | None = None,
+             records: Sequence[RunRecord] | None = None) -> Estimate:
+    """How long running ``specs`` takes on ``device`` (default: the one torch would use), from
+    the records under ``out/results`` (or ``records``): per run, the median ``wall_time_s`` of the
+    records of its profile and role (teacher or student) made on a device of the same name,
+    narrowed to its dataset and method where such records exist. Unmeasured when any run has no
+    comparable record; nothing is extrapolated from another device or profile."""
+    name = device_description(device)
+    if records is None:
+        folder = None if out is None else Path(out) / "results"
+        records = load_records(folder) if folder is not None and folder.is_dir() else []
+    here = [r for r in records if r.device == name and r.wall_time_s]
+    total, used, unmeasured = 0.0, set(), 0
+    for spec in specs:
+        role = "teacher" if spec.is_teacher else "student"
+        same = [r for r in here if r.profile == spec.profile and r.role == role]
+        for narrower in (lambda r: r.dataset == spec.dataset, lambda r: r.method == spec.method):
+            same = [r for r in same if narrower(r)] or same
+        if not same:
+            unmeasured += 1
+            continue
+        total += statistics.median(r.wall_time_s for r in same)
+        used.update(r.name for r in same)
+    seconds = None if unmeasured else total
+    return Estimate(len(specs), seconds, len(used), name, work_of(specs), unmeasured)

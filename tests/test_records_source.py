@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from icd_lib.experiments.records import MissingRecordsError
+from icd_lib.experiments.groups import MissingRecordsError
 from icd_lib.results import source
 from icd_lib.results.source import RecordsUnavailableError, fetch_book_records, records_folder
 

@@ -179,7 +179,7 @@ def test_provenance_line_wraps_at_field_boundaries_and_keeps_every_field():
 
 
 def test_group_status_fits_the_page():
-    from icd_lib.experiments.records import GroupRecords
+    from icd_lib.experiments.groups import GroupRecords
 
     group = GroupRecords("book", "comparison-a", [record("kd", s, 1.0) for s in range(3)], ["x"] * 69)
     lines = group.status().splitlines()
@@ -204,7 +204,7 @@ def test_rows_refuse_a_metric_no_record_has_and_a_none_value():
 def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
     from dataclasses import replace as changed
 
-    from icd_lib.experiments.records import GroupRecords, MissingRecordsError, comparison_records
+    from icd_lib.experiments.groups import GroupRecords, MissingRecordsError, comparison_records
 
     kd, plain = record("kd", 0, 1.0), changed(record("student", 0, 1.0), teacher=None)
     other = changed(record("kd", 1, 1.0), student="vgg8", teacher="resnet50")

@@ -78,3 +78,63 @@ def test_without_records_on_this_device_no_time_is_given(a_gpu, tmp_path):
     write_records(tmp_path / "mine", [100.0], "NVIDIA A100-SXM4-40GB", "paper")
     said = str(check_runtime("paper", out=tmp_path / "mine"))
     assert "no paper run recorded on Tesla T4" in said and "took" not in said
+
+
+def kd_records(times: list[float], device: str, method: str = "kd", role: str = "student",
+               profile: str = "book") -> list:
+    """Copies of a committed record with their method, role, profile, device and wall time changed."""
+    from dataclasses import replace
+
+    from icd_lib.results.records import load_record
+
+    base = load_record(RECORD)
+    return [replace(base, name=f"{method}-{role}-{i}-{device}", method=method, role=role, profile=profile,
+                    device=device, wall_time_s=seconds) for i, seconds in enumerate(times)]
+
+
+def test_the_estimate_is_the_median_of_comparable_records_on_this_device():
+    from icd_lib.experiments.spec import make_spec
+    from icd_lib.utils import device_description
+
+    here = device_description("cpu")
+    records = (kd_records([100.0, 200.0, 600.0], here)  # median 200 s per KD run
+               + kd_records([5.0], "Tesla T4")  # another device: not counted
+               + kd_records([9.0], here, profile="smoke")  # another profile: not counted
+               + kd_records([5000.0], here, method="teacher", role="teacher"))  # another role
+    specs = [make_spec("book", "kd", seed=seed) for seed in (0, 1)]
+    found = runtime.estimate(specs, None, "cpu", records=records)
+    assert (found.runs, found.seconds, found.records, found.device) == (2, 400.0, 3, here)
+    assert str(found).startswith(f"2 runs, about 6.7 min on {here}")  # 400 s
+
+
+def test_the_estimate_prefers_the_runs_own_method_and_falls_back_to_its_role(a_gpu):
+    from icd_lib.experiments.spec import make_spec
+
+    records = kd_records([100.0, 300.0], "Tesla T4") + kd_records([900.0], "Tesla T4", method="icd+kd")
+    icd_kd = runtime.estimate([make_spec("book", "icd+kd")], None, records=records)
+    crd = runtime.estimate([make_spec("book", "crd")], None, records=records)
+    assert icd_kd.seconds == 900.0  # its own method's one record
+    assert crd.seconds == 300.0  # no CRD record: the median of the students' (100, 300, 900)
+
+
+def test_an_unmeasured_estimate_says_so_with_the_epochs_and_images(tmp_path):
+    from icd_lib.config import get_profile
+    from icd_lib.experiments.spec import make_spec
+
+    write_records(tmp_path, [100.0], "Tesla T4", "book")  # a GPU record, read from out/results
+    book = get_profile("book")
+    found = runtime.estimate([make_spec("book", "teacher"), make_spec("book", "kd")], tmp_path, "cpu")
+    assert found.seconds is None and found.unmeasured == 2
+    said = str(found)
+    assert said.startswith("2 runs, time unmeasured") and "about" not in said
+    assert f"{book.student_epochs} epochs on {book.student_train_size:,} fashion_mnist images" in said
+    teacher_images = "all" if book.teacher_train_size is None else f"{book.teacher_train_size:,}"
+    assert f"{book.teacher_epochs} epochs on {teacher_images} fashion_mnist images" in said
+
+
+def test_an_estimate_is_read_from_the_records_folder(a_gpu, tmp_path):
+    from icd_lib.experiments.spec import make_spec
+
+    write_records(tmp_path, [120.0, 240.0, 360.0], "Tesla T4", "book")  # copies of a KD student record
+    found = runtime.estimate([make_spec("book", "kd")] * 3, tmp_path, "cuda")
+    assert (found.seconds, found.records) == (720.0, 3) and "about 12.0 min on Tesla T4" in str(found)

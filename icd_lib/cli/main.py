@@ -226,7 +226,7 @@ def exit_code(err: Exception) -> int:
 def is_expected(err: Exception) -> bool:
     """Failures with a message written for the user (bad input, missing or corrupt files, no space)."""
     from icd_lib.experiments.lock import RunBusy
-    from icd_lib.experiments.records import MissingRecordsError
+    from icd_lib.experiments.groups import MissingRecordsError
     from icd_lib.runtime import NeedsGPUError
     from icd_lib.train.checkpoint import CheckpointError
 

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from icd_lib.data.sources import checkout_root, user_cache_dir
-from icd_lib.experiments.records import MissingRecordsError
+from icd_lib.experiments.groups import MissingRecordsError
 from icd_lib.utils import atomic_write, installed_from
 
 RECORDS_ENV = "ICD_RECORDS"
