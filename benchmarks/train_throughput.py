@@ -38,11 +38,14 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from icd_lib.config import method_weights  # noqa: E402
 from icd_lib.data import ImageDataset, dataset_info, load_dataset  # noqa: E402
 from icd_lib.losses.base import Objective  # noqa: E402
 from icd_lib.models import build_model, probe_shapes  # noqa: E402
 from icd_lib.train.fast import GPUResidentLoader  # noqa: E402
-from icd_lib.train.loop import TrainConfig, train  # noqa: E402
+from icd_lib.train.loop import train  # noqa: E402
+from icd_lib.train.options import RunOptions  # noqa: E402
+from icd_lib.train.run_config import TrainConfig  # noqa: E402
 from icd_lib.utils import environment_report, get_device, seed_everything  # noqa: E402
 
 CIFAR100 = dataset_info("cifar100")
@@ -120,16 +123,15 @@ def library_throughput(teacher_name, student_name, data: ImageDataset, steps, fa
     """Images/s of ``icd_lib.train.loop.train`` on ``steps`` batches, timed on its second epoch."""
     subset = ImageDataset(data.images[: steps * 64], data.labels[: steps * 64], data.class_names, data.mean, data.std, augment=True)
     test = ImageDataset(data.images[:64], data.labels[:64], data.class_names, data.mean, data.std)
-    config = TrainConfig(
-        method=METHOD, student=student_name, teacher=teacher_name, epochs=2, milestones=(), device=str(device),
-        fast=fast, run_name="fast" if fast else "plain", **fast_options,
-    )
+    config = TrainConfig(method=METHOD, weights=method_weights(METHOD), student=student_name, teacher=teacher_name,
+                         epochs=2, milestones=(), run_name="fast" if fast else "plain")
+    how = RunOptions(device=str(device), fast=fast, progress=False, **fast_options)
     if fast:
-        subset = GPUResidentLoader.from_dataset(subset, 64, train=True, device=device, seed=config.seed, channels_last=device.type == "cuda")
-        test = GPUResidentLoader.from_dataset(test, 64, train=False, device=device)
+        subset = GPUResidentLoader(subset, 64, shuffle=True, device=device, seed=config.seed, channels_last=device.type == "cuda")
+        test = GPUResidentLoader(test, 64, shuffle=False, device=device)
     seed_everything(0)
     teacher, student = build_model(teacher_name), build_model(student_name)
-    record = train(config, student, subset, test, teacher=teacher, progress=False)
+    record = train(config, student, subset, test, teacher, how)
     return rates(record.history[-1]["epoch_time_s"], steps)
 
 
@@ -174,14 +176,15 @@ def part_learning(args, device) -> list[dict]:
         seed_everything(seed)
         model = build_model(name, num_classes=10)
         config = TrainConfig(
-            method=method, student=name, teacher=teacher_name if teacher is not None else None, epochs=epochs,
-            seed=seed, device=str(device), fast=fast, run_name=f"{method}-{'fast' if fast else 'plain'}-{seed}",
+            method=method, weights=method_weights(method), student=name,
+            teacher=teacher_name if teacher is not None else None, epochs=epochs, seed=seed,
+            run_name=f"{method}-{'fast' if fast else 'plain'}-{seed}",
         )
         train_data, test_data = train_set, test_set
         if fast:
-            train_data = GPUResidentLoader.from_dataset(train_set, 64, train=True, device=device, seed=seed, channels_last=device.type == "cuda")
-            test_data = GPUResidentLoader.from_dataset(test_set, 256, train=False, device=device)
-        record = train(config, model, train_data, test_data, teacher=teacher, progress=False)
+            train_data = GPUResidentLoader(train_set, 64, shuffle=True, device=device, seed=seed, channels_last=device.type == "cuda")
+            test_data = GPUResidentLoader(test_set, 256, shuffle=False, device=device)
+        record = train(config, model, train_data, test_data, teacher, RunOptions(device=str(device), fast=fast, progress=False))
         return model, record
 
     teacher, teacher_record = run(teacher_name, "student", 0, args.teacher_epochs, fast=True)

@@ -12,11 +12,28 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 
+from icd_lib.errors import InputError
+
 PROFILE_ENV = "ICD_PROFILE"
 DEFAULT_PROFILE = "book"
 
 # The paper's schedule (RepDistiller's, Tian et al. 2020): lr x0.1 after epochs 150, 180, 210 of 240.
 PAPER_DECAY_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
+
+
+# Models trained with lr 0.01 instead of 0.05 in the paper's recipe (RepDistiller, train_student.py).
+LOW_LR_MODELS = frozenset({"mobilenetv2", "shufflev1", "shufflev2"})
+
+
+def decay_milestones(epochs: int, fractions: tuple[float, ...] = PAPER_DECAY_FRACTIONS) -> list[int]:
+    """The epochs after which the learning rate decays: ``fractions`` of ``epochs`` (the paper's
+    150, 180, 210 of 240 by default), each at least 1 and before the last epoch."""
+    return sorted({max(1, round(f * epochs)) for f in fractions if round(f * epochs) < epochs})
+
+
+def default_lr(model_name: str, base_lr: float = 0.05) -> float:
+    """The paper's learning rate for training ``model_name``: 0.01 for MobileNetV2/ShuffleNets, else ``base_lr``."""
+    return 0.01 if model_name.lower().replace("_", "") in LOW_LR_MODELS else base_lr
 
 
 @dataclass(frozen=True)
@@ -44,7 +61,7 @@ class Profile:
 
     def milestones(self, epochs: int) -> list[int]:
         """Epochs after which the learning rate is multiplied by ``lr_decay_rate``."""
-        return sorted({max(1, round(f * epochs)) for f in self.lr_decay_fractions if round(f * epochs) < epochs})
+        return decay_milestones(epochs, self.lr_decay_fractions)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +119,7 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     try:
         profile = PROFILES[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown profile {name!r} (set by argument or ${PROFILE_ENV}); "
             f"valid profiles: {', '.join(PROFILES)}"
         ) from None
@@ -167,7 +184,7 @@ def method_weights(method: str, **overrides: float) -> dict[str, float]:
     try:
         weights = dict(METHOD_WEIGHTS[method])
     except KeyError:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}") from None
+        raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}") from None
     weights.update(overrides)
     return weights
 

@@ -118,3 +118,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory):
+    """``trained_runs(spec)``: an output folder holding the complete run ``spec`` (and its
+    teacher's), trained once per test session. Shared between tests: never write into it; copy
+    it first (``copy_outputs``). A student's folder starts as a copy of its teacher's, so each
+    teacher is trained once."""
+    from icd_lib.experiments import runs
+
+    folders = {}
+
+    def folder(spec):
+        if spec.name not in folders:
+            out = tmp_path_factory.mktemp("trained")
+            teacher = None if spec.is_teacher else spec.teacher_spec()
+            if teacher is not None:
+                copy_outputs(folder(teacher), out)
+            runs.execute(spec, runs.RunOptions(out, progress=False))
+            folders[spec.name] = out
+        return folders[spec.name]
+
+    return folder
+
+
+def copy_outputs(source, target) -> None:
+    """Copy the output folder ``source`` (checkpoints, results) into ``target``."""
+    shutil.copytree(source, target, dirs_exist_ok=True)

@@ -85,7 +85,7 @@ def teacher_on_disk(out, history_in_checkpoint: list[dict], run_name: str | None
     save_checkpoint({"config": {"student": teacher.student, "run_name": run_name or teacher.name}, "epoch": 1,
                      "student": model.state_dict(), "history": history_in_checkpoint, "best_top1": 61.5,
                      "best_epoch": 1, "best_student": model.state_dict(), "run_info": {"dataset": teacher.dataset}},
-                    runs.checkpoint_dir(out, teacher) / "last.pt")
+                    runs.checkpoint_dir(out, teacher.name) / "last.pt")
     return student
 
 
@@ -100,7 +100,7 @@ def test_a_teacher_folder_holding_another_models_checkpoint_is_refused(tmp_path)
     for out, (history, name) in {"other": (other, None), "renamed": (own, "smoke-teacher-resnet8-seed1")}.items():
         student = teacher_on_disk(tmp_path / out, history, name)
         teacher = student.teacher_spec()
-        folder = runs.checkpoint_dir(tmp_path / out, teacher)
+        folder = runs.checkpoint_dir(tmp_path / out, teacher.name)
         with pytest.raises(CheckpointError, match=f"{folder / 'last.pt'} is not the checkpoint of teacher run "
                                                   f"{teacher.name} .*delete {folder} and .*{teacher.name}.json"):
             runs.load_teacher(teacher, tmp_path / out)
@@ -172,7 +172,7 @@ def test_a_killed_record_write_leaves_no_temporary_once_the_run_starts_again(tmp
         other.write_text("another run's write, or not ours")
     monkeypatch.setattr(runs, "load_train_set", stop)  # stop once the run holds its lock
     with pytest.raises(Stop):
-        runs.execute(spec, tmp_path, progress=False)
+        runs.execute(spec, runs.RunOptions(tmp_path, progress=False))
     assert not partial.exists() and all(other.exists() for other in others)
 
 
@@ -187,15 +187,15 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder_behind(tmp_pa
     monkeypatch.setattr(runs, "load_train_set", invalid)
     spec = make_spec("smoke", "student")
     with pytest.raises(ValueError, match="temperature"):
-        runs.execute(spec, tmp_path / "out", progress=False)
+        runs.execute(spec, runs.RunOptions(tmp_path / "out", progress=False))
     assert files_under(tmp_path) == []  # no out/, results/, checkpoints/ or run folder with a lock
     (tmp_path / "mine" / "results").mkdir(parents=True)
     with pytest.raises(ValueError, match="temperature"):
-        runs.execute(spec, tmp_path / "mine", progress=False)
+        runs.execute(spec, runs.RunOptions(tmp_path / "mine", progress=False))
     assert files_under(tmp_path / "mine") == ["results"]  # what was there before stays
-    with RunLock(runs.checkpoint_dir(tmp_path / "mine", spec)):
+    with RunLock(runs.checkpoint_dir(tmp_path / "mine", spec.name)):
         pass  # a lock released without an error keeps its folder (the run's checkpoints live there)
-    assert (runs.checkpoint_dir(tmp_path / "mine", spec) / ".lock").is_file()
+    assert (runs.checkpoint_dir(tmp_path / "mine", spec.name) / ".lock").is_file()
 
 
 def test_a_process_that_opened_a_lock_file_its_failed_holder_removed_reports_the_run_busy(tmp_path, monkeypatch):

@@ -15,14 +15,16 @@ import icd_lib.losses  # noqa: F401  (registers the loss terms)
 from icd_lib.data import ImageDataset
 from icd_lib.losses.base import Objective
 from icd_lib.losses.icd import ICDLoss
+from icd_lib.train.options import RunOptions
+from icd_lib.train.run_config import TrainConfig
 from icd_lib.outputs import ModelOutput, ModelShapes
 from icd_lib.train.fast import GPUResidentLoader
-from icd_lib.train.loop import TrainConfig, train
+from icd_lib.train.loop import train
 from icd_lib.train.distributed import (
     DistributedContext,
     all_gather_with_grad,
+    gather_pair,
     per_process_batch_size,
-    use_global_negatives,
     wrap_for_ddp,
 )
 
@@ -107,8 +109,7 @@ def worker(rank: int, port: int, out_dir: str):
 
         config, student, teacher, train_set, test_set = training_setup()
         where = Path(out_dir) / "written" / f"rank{rank}"
-        record = train(config, student, train_set, test_set, teacher, out_dir=where / "checkpoints",
-                       results_dir=where / "results", progress=False, distributed=context)
+        record = train(config, student, train_set, test_set, teacher, RunOptions(where, progress=False, distributed=context))
         torch.save({"record": record.to_dict(), "student": student.state_dict()}, f"{out_dir}/trained{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -127,8 +128,8 @@ def training_setup():
     test_set = ImageDataset(images[TRAIN_IMAGES:], labels[TRAIN_IMAGES:], list("abcd"), *stats)
     torch.manual_seed(2)
     student, teacher = TinyNet(6), TinyNet(10)
-    config = TrainConfig(method="icd+kd", student="tiny6", teacher="tiny10", epochs=1, batch_size=GLOBAL_BATCH,
-                         milestones=(), lr=0.1, device="cpu")
+    config = TrainConfig(method="icd+kd", weights=WEIGHTS, student="tiny6", teacher="tiny10", epochs=1,
+                         batch_size=GLOBAL_BATCH, milestones=(), lr=0.1)
     return config, student, teacher, train_set, test_set
 
 
@@ -187,12 +188,13 @@ def test_all_gather_with_grad_concatenates_in_rank_order_and_sums_gradients(dist
         assert torch.equal(result["part"], torch.arange(3.0) + 10 * rank)
 
 
-def test_use_global_negatives_switches_every_icd_loss_and_only_those():
+def test_only_methods_that_compare_across_the_batch_take_the_global_batch():
     _, _, objective, _, _ = build()
-    assert use_global_negatives(objective) == 1
-    assert all(m.gather is not None for m in objective.modules() if isinstance(m, ICDLoss))
+    assert all(m.gather is None for m in objective.modules() if isinstance(m, ICDLoss))
+    assert objective.share_batch(gather_pair) == ["icd"]
+    assert all(m.gather is gather_pair for m in objective.modules() if isinstance(m, ICDLoss))
     kd_only = Objective({"ce": 0.1, "kd": 0.9}, ModelShapes(((6, 8, 8),), 6, 4), ModelShapes(((10, 8, 8),), 10, 4))
-    assert use_global_negatives(kd_only) == 0
+    assert kd_only.share_batch(gather_pair) == []
 
 
 def test_gather_outside_a_process_group_and_bad_batch_splits_are_refused():
@@ -208,7 +210,7 @@ def test_two_process_training_equals_one_process_with_the_global_batch_and_only_
     """Plain path, one process, batch 8 vs. two DDP processes on their device-resident shares of 4."""
     config, student, teacher, train_set, test_set = training_setup()
     initial = {k: v.clone() for k, v in student.state_dict().items()}
-    single = train(config, student, train_set, test_set, teacher, progress=False)
+    single = train(config, student, train_set, test_set, teacher, RunOptions(progress=False))
     results = [torch.load(spawned / f"trained{r}.pt", weights_only=False) for r in range(WORLD)]
 
     for name, weight in student.state_dict().items():
@@ -223,8 +225,8 @@ def test_two_process_training_equals_one_process_with_the_global_batch_and_only_
         assert (entry["test_top1"], entry["test_top5"]) == (single.history[0]["test_top1"], single.history[0]["test_top5"])
         assert result["record"]["device"].startswith(f"{WORLD} x ")
     written = sorted(str(p.relative_to(spawned / "written")) for p in (spawned / "written").rglob("*") if p.is_file())
-    assert written == ["rank0/checkpoints/best.pt", "rank0/checkpoints/last.pt", "rank0/results/run.json"]
-    saved = torch.load(spawned / "written" / "rank0" / "checkpoints" / "last.pt", weights_only=True)["student"]
+    assert written == ["rank0/checkpoints/run/best.pt", "rank0/checkpoints/run/last.pt", "rank0/results/run.json"]
+    saved = torch.load(spawned / "written" / "rank0" / "checkpoints" / "run" / "last.pt", weights_only=True)["student"]
     assert all(torch.equal(saved[k], v) for k, v in results[0]["student"].items())
 
 
@@ -232,9 +234,10 @@ def test_distributed_training_data_must_be_this_process_share():
     config, student, teacher, train_set, test_set = training_setup()
     rank1 = DistributedContext(1, WORLD, 0, torch.device("cpu"), "gloo")
     with pytest.raises(TypeError, match="GPUResidentLoader"):
-        train(config, student, list(zip(train_set.images, train_set.labels)), test_set, teacher, progress=False, distributed=rank1)
-    whole = GPUResidentLoader.from_dataset(train_set, GLOBAL_BATCH, train=True)
+        train(config, student, list(zip(train_set.images, train_set.labels)), test_set, teacher,
+              RunOptions(progress=False, distributed=rank1))
+    whole = GPUResidentLoader(train_set, GLOBAL_BATCH)
     with pytest.raises(ValueError, match="rank 0 of 1 with batches of 8, but this process is rank 1 of 2"):
-        train(config, student, whole, test_set, teacher, progress=False, distributed=rank1)
-    with pytest.raises(ValueError, match="leave config.device None"):
-        train(TrainConfig(device="cuda"), student, train_set, test_set, progress=False, distributed=rank1)
+        train(config, student, whole, test_set, teacher, RunOptions(progress=False, distributed=rank1))
+    with pytest.raises(ValueError, match="leave device None"):
+        train(config, student, train_set, test_set, teacher, RunOptions(device="cuda", progress=False, distributed=rank1))

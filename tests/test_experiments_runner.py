@@ -16,8 +16,11 @@ from icd_lib.experiments.lock import RunLock
 from icd_lib.experiments.plans import get_plan, plan_specs
 from icd_lib.experiments.runner import format_status, list_commands, plan_status
 from icd_lib.experiments.runs import checkpoint_dir, spec_record_path
+from icd_lib.experiments.spec import make_spec
 from icd_lib.results import RunRecord, load_record, save_record
 from icd_lib.results.records import without_machine_fields
+from icd_lib.train.options import RunOptions
+from conftest import copy_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE_BUDGET_MB = 40  # results/README.md states it
@@ -46,7 +49,7 @@ def test_status_counts_done_running_and_pending(tmp_path):
     trained = {"name": unfinished.name, "spec": unfinished.identity(), "evaluation": None}  # not yet evaluated: pending
     save_record(RunRecord(**{**load_record(spec_record_path(tmp_path, specs[0])).to_dict(), **trained}),
                 tmp_path / "results")
-    with RunLock(checkpoint_dir(tmp_path, specs[4])):  # another process trains it
+    with RunLock(checkpoint_dir(tmp_path, specs[4].name)):  # another process trains it
         rows = {r.name: r for r in plan_status("smoke", tmp_path)}
     assert (rows["teachers"].done, rows["teachers"].running, rows["teachers"].pending) == (2, 0, 0)
     a = sizes["comparison-a"]
@@ -88,8 +91,10 @@ def test_list_prints_one_command_per_pending_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runners_share_a_plan_and_train_every_run_once(tmp_path):
-    group = ["--group", "invariance"]  # a teacher and four students
+def test_two_runners_share_a_plan_and_train_every_run_once(trained_runs, tmp_path):
+    group = ["--group", "invariance"]  # four students (their teacher, trained once per session, is copied in)
+    teacher = next(s.teacher_spec() for s in plan_specs(get_plan("smoke"), "invariance") if s.teacher)
+    copy_outputs(trained_runs(teacher), tmp_path)
     runners = [icd("plan", "smoke", "--run", *group, "--out", str(tmp_path), "--workers", "1", "--no-worktree", "--quiet")
                for _ in range(2)]
     outputs = [r.communicate(timeout=600)[0] for r in runners]
@@ -102,8 +107,10 @@ def test_two_runners_share_a_plan_and_train_every_run_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_training_resumes_to_the_same_record(tmp_path):
-    args = ["distill", "--profile", "smoke", "--method", "kd", "--epochs", "4", "--quiet"]
+def test_a_run_killed_mid_training_resumes_to_the_same_record(trained_runs, tmp_path):
+    args = ["distill", "--profile", "smoke", "--method", "kd", "--epochs", "3", "--quiet"]
+    for out in ("whole", "killed"):  # the teacher, trained once per session
+        copy_outputs(trained_runs(make_spec("smoke", "teacher")), tmp_path / out)
     whole = icd(*args, "--out", str(tmp_path / "whole"))
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
 
@@ -122,7 +129,7 @@ def test_a_run_killed_mid_training_resumes_to_the_same_record(tmp_path):
     resumed = icd(*args, "--out", str(killed))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
 
-    name = "smoke-kd-resnet8-from-resnet8-seed0-e4"
+    name = "smoke-kd-resnet8-from-resnet8-seed0-e3"
     a, b = (json.loads((tmp_path / d / "results" / f"{name}.json").read_text()) for d in ("whole", "killed"))
     assert without_machine_fields(a["history"]) == without_machine_fields(b["history"])
     assert a["evaluation"] == b["evaluation"]
@@ -163,11 +170,13 @@ def test_set_on_a_plan_makes_a_variant_of_one_group(tmp_path, capsys):
 def failing_worker(message: str, launched: list):
     """A worker command that fails at once, as a run without its dataset does: one line, exit 2
     (``@`` in ``message`` becomes the run's index)."""
-    def command(plan, index, out, device, fast, variant):
-        launched.append(index)
-        text = message.replace("@", str(index))
-        return [sys.executable, "-c", f"print({text!r}); raise SystemExit(2)"]
-    return command
+    def command_of(plan, out, how, variant):
+        def command(index):
+            launched.append(index)
+            text = message.replace("@", str(index))
+            return [sys.executable, "-c", f"print({text!r}); raise SystemExit(2)"]
+        return command
+    return command_of
 
 
 def test_the_plan_stops_when_runs_fail_for_one_shared_reason(tmp_path, monkeypatch, capsys):
@@ -176,7 +185,7 @@ def test_the_plan_stops_when_runs_fail_for_one_shared_reason(tmp_path, monkeypat
     launched = []
     monkeypatch.setattr(runner, "POLL_S", 0.05)
     monkeypatch.setattr(runner, "worker_command", failing_worker("error: CIFAR-100 not found in data/", launched))
-    failed = runner.run_plan("paper", tmp_path, group="table-1", workers=1, use_worktree=False, progress=False)
+    failed = runner.run_plan("paper", RunOptions(tmp_path, progress=False), group="table-1", workers=1, use_worktree=False)
     assert len(launched) == runner.SHARED_CAUSE_RUNS
     assert len(failed) < len(plan_specs(get_plan("paper"), "table-1"))
     out = capsys.readouterr().out
@@ -189,7 +198,7 @@ def test_different_reasons_do_not_stop_the_plan(tmp_path, monkeypatch):
     launched = []
     monkeypatch.setattr(runner, "POLL_S", 0.05)
     monkeypatch.setattr(runner, "worker_command", failing_worker("error: run @ failed", launched))
-    runner.run_plan("paper", tmp_path, group="table-1", workers=1, use_worktree=False, progress=False)
+    runner.run_plan("paper", RunOptions(tmp_path, progress=False), group="table-1", workers=1, use_worktree=False)
     assert len(launched) > runner.SHARED_CAUSE_RUNS
 
 

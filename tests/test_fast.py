@@ -12,6 +12,7 @@ from icd_lib.data import ImageDataset, make_loader
 from icd_lib.data.transforms import channel_values, normalize
 from icd_lib.train.fast import (
     GPUResidentLoader,
+    Shard,
     autocast,
     float32_outputs,
     prepare_models,
@@ -24,6 +25,11 @@ STD = (0.2675, 0.2565, 0.2761)
 
 def devices():
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def dataset(images: torch.Tensor, labels: torch.Tensor, augment: bool = True) -> ImageDataset:
+    """``images`` and ``labels`` as an ``ImageDataset`` with this module's MEAN and STD."""
+    return ImageDataset(images, labels, [str(k) for k in range(int(labels.max()) + 1)], MEAN, STD, augment=augment)
 
 
 def random_images(n: int, c: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
@@ -77,7 +83,7 @@ def loader_uint8_batches(loader: GPUResidentLoader) -> list[tuple[torch.Tensor, 
 @pytest.mark.parametrize("device", devices())
 def test_loader_batches_equal_torchvision_transforms_for_some_crop_and_flip(device):
     images, labels = random_images(40), torch.arange(40) % 7
-    loader = GPUResidentLoader(images, labels, batch_size=16, mean=MEAN, std=STD, seed=3, device=device)
+    loader = GPUResidentLoader(dataset(images, labels), 16, seed=3, device=device)
     seen = []
     for x, y, index in loader:
         assert x.device.type == y.device.type == index.device.type == device
@@ -96,7 +102,7 @@ def test_loader_batches_equal_torchvision_transforms_for_some_crop_and_flip(devi
 
 def test_grey_images_are_served_as_three_equal_channels():
     grey = random_images(6, c=1)
-    loader = GPUResidentLoader(grey, torch.arange(6), 6, MEAN, STD, augment=False, shuffle=False)
+    loader = GPUResidentLoader(dataset(grey, torch.arange(6), augment=False), 6, shuffle=False)
     x = next(iter(loader))[0]
     rgb = torch.stack([T.Normalize(MEAN, STD)(T.ToTensor()(Image.fromarray(im[0].numpy()).convert("RGB"))) for im in grey])
     torch.testing.assert_close(x, rgb, atol=1e-6, rtol=0)
@@ -104,7 +110,7 @@ def test_grey_images_are_served_as_three_equal_channels():
 
 def test_without_augmentation_batches_equal_totensor_then_normalize():
     images = random_images(10)
-    loader = GPUResidentLoader(images, torch.zeros(10, dtype=torch.long), 4, MEAN, STD, augment=False, shuffle=False)
+    loader = GPUResidentLoader(dataset(images, torch.zeros(10, dtype=torch.long), augment=False), 4, shuffle=False)
     x = torch.cat([batch for batch, _, _ in loader])
     expected = torchvision_normalized(images)
     torch.testing.assert_close(x, expected, atol=1e-6, rtol=0)
@@ -124,7 +130,7 @@ def test_normalize_takes_statistics_made_once_without_copying_them():
 def test_draws_cover_the_same_range_as_torchvision_random_crop_uniformly_and_flip_half_the_time():
     n = 3000
     images = random_images(n, h=8, w=8)
-    loader = GPUResidentLoader(images, torch.zeros(n, dtype=torch.long), 500, MEAN, STD)
+    loader = GPUResidentLoader(dataset(images, torch.zeros(n, dtype=torch.long)), 500)
     draws = torch.cat([infer_draws(images[index], pixels) for pixels, index in loader_uint8_batches(loader)])
     assert (draws >= 0).all()
     torch.manual_seed(0)
@@ -140,9 +146,9 @@ def test_draws_cover_the_same_range_as_torchvision_random_crop_uniformly_and_fli
 @pytest.mark.parametrize("drop_last", [False, True, None])
 def test_same_batches_and_order_as_the_plain_loader(n, drop_last):
     batch = 16
-    dataset = ImageDataset(random_images(n, h=4, w=4), torch.arange(n), [str(i) for i in range(n)], MEAN, STD, augment=True)
-    fast = GPUResidentLoader.from_dataset(dataset, batch, train=True, seed=4, drop_last=drop_last)
-    plain = make_loader(dataset, batch, train=True, seed=4, drop_last=drop_last)
+    images = ImageDataset(random_images(n, h=4, w=4), torch.arange(n), [str(i) for i in range(n)], MEAN, STD, augment=True)
+    fast = GPUResidentLoader(images, batch, shuffle=True, seed=4, drop_last=drop_last)
+    plain = make_loader(images, batch, train=True, seed=4, drop_last=drop_last)
     for _ in range(2):  # two epochs
         fast_indices = [index for _, _, index in fast]
         plain_indices = [index for _, _, index in plain]
@@ -157,39 +163,36 @@ def test_same_batches_and_order_as_the_plain_loader(n, drop_last):
     assert (len(fast) == n // batch) == (drop_last is True or (drop_last is None and n % batch == 1))
 
 
-def test_from_dataset_refuses_other_datasets():
+def test_the_loader_refuses_other_datasets():
     with pytest.raises(TypeError, match="ImageDataset"):
-        GPUResidentLoader.from_dataset(torch.utils.data.TensorDataset(torch.zeros(3)), 2, train=True)
+        GPUResidentLoader(torch.utils.data.TensorDataset(torch.zeros(3)), 2)
 
 
 @pytest.mark.parametrize("device", devices())
 def test_order_is_reproducible_from_seed_and_epoch(device):
-    images, labels = random_images(50, h=8, w=8).to(device), torch.arange(50).to(device)
+    images = dataset(random_images(50, h=8, w=8).to(device), torch.arange(50).to(device))
 
     def epoch(loader, e=None):
         if e is not None:
             loader.set_epoch(e)
         return [tuple(t.clone() for t in batch) for batch in loader]
 
-    a = GPUResidentLoader(images, labels, 10, MEAN, STD, seed=5)
-    b = GPUResidentLoader(images, labels, 10, MEAN, STD, seed=5)
+    a = GPUResidentLoader(images, 10, seed=5)
+    b = GPUResidentLoader(images, 10, seed=5)
     first, second = epoch(a), epoch(a)  # epochs 0 and 1, drawn automatically
     again = epoch(b, 1)
     assert all(torch.equal(u, v) for bu, bv in zip(second, again) for u, v in zip(bu, bv))
     assert not torch.equal(first[0][2], second[0][2])
-    other_seed = epoch(GPUResidentLoader(images, labels, 10, MEAN, STD, seed=6), 1)
+    other_seed = epoch(GPUResidentLoader(images, 10, seed=6), 1)
     assert not torch.equal(other_seed[0][2], second[0][2])
 
 
 def test_processes_batches_concatenate_to_the_single_process_batch():
     n, per_rank, world = 100, 8, 3
-    images, labels = random_images(n, h=6, w=6), torch.arange(n)
-    kwargs = dict(drop_last=True, seed=2, augment=False)
-    single = list(GPUResidentLoader(images, labels, per_rank * world, MEAN, STD, **kwargs))
-    ranks = [
-        list(GPUResidentLoader(images, labels, per_rank, MEAN, STD, rank=r, world_size=world, **kwargs))
-        for r in range(world)
-    ]
+    images = dataset(random_images(n, h=6, w=6), torch.arange(n), augment=False)
+    kwargs = dict(drop_last=True, seed=2)
+    single = list(GPUResidentLoader(images, per_rank * world, **kwargs))
+    ranks = [list(GPUResidentLoader(images, per_rank, shard=Shard(r, world), **kwargs)) for r in range(world)]
     assert len(single) == n // (per_rank * world) and all(len(r) == len(single) for r in ranks)
     for b, (x, y, index) in enumerate(single):
         torch.testing.assert_close(torch.cat([r[b][0] for r in ranks]), x, atol=0, rtol=0)
@@ -197,9 +200,9 @@ def test_processes_batches_concatenate_to_the_single_process_batch():
 
 
 def test_channels_last_batches_have_the_same_values():
-    images, labels = random_images(12), torch.arange(12)
-    plain = next(iter(GPUResidentLoader(images, labels, 12, MEAN, STD, seed=1)))[0]
-    nhwc = next(iter(GPUResidentLoader(images, labels, 12, MEAN, STD, seed=1, channels_last=True)))[0]
+    images = dataset(random_images(12), torch.arange(12))
+    plain = next(iter(GPUResidentLoader(images, 12, seed=1)))[0]
+    nhwc = next(iter(GPUResidentLoader(images, 12, seed=1, channels_last=True)))[0]
     assert nhwc.is_contiguous(memory_format=torch.channels_last) and not plain.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(plain, nhwc)
 
@@ -207,20 +210,20 @@ def test_channels_last_batches_have_the_same_values():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(images=torch.zeros(4, 3, 8, 8)), TypeError, "uint8"),
-        (dict(images=torch.zeros(4, 8, 8, dtype=torch.uint8)), TypeError, "N, C, H, W"),
-        (dict(labels=torch.zeros(3, dtype=torch.long)), ValueError, "one per image"),
-        (dict(mean=(0.5, 0.5)), ValueError, "one value per served channel"),
-        (dict(world_size=2, rank=0, drop_last=False), ValueError, "drop_last=True"),
-        (dict(world_size=2, rank=2, drop_last=True), ValueError, "rank < world_size"),
+        (dict(mean=(0.5, 0.5), std=(0.5, 0.5)), ValueError, "one value per served channel"),
+        (dict(std=(0.5, 0.0, 0.5)), ValueError, "std must be positive"),
+        (dict(shard=Shard(0, 2), drop_last=False), ValueError, "drop_last=True"),
+        (dict(shard=Shard(2, 2), drop_last=True), ValueError, "rank < world_size"),
         (dict(batch_size=8, drop_last=True), ValueError, "no full batch"),
+        (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(kwargs, error, match):
-    args = dict(images=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), labels=torch.zeros(4, dtype=torch.long), batch_size=2, mean=MEAN, std=STD)
-    args.update(kwargs)
+    stats = {"mean": kwargs.pop("mean", MEAN), "std": kwargs.pop("std", STD)}
+    images = ImageDataset(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), ["a"], **stats)
+    args = {"batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
-        GPUResidentLoader(**args)
+        GPUResidentLoader(images, **args)
 
 
 def test_cpu_settings_switch_gpu_only_features_off_with_a_note():

@@ -13,7 +13,10 @@ from icd_lib.losses import InitStage, Objective, build_method
 from icd_lib.outputs import ModelOutput, ModelShapes
 from icd_lib.results.records import without_machine_fields
 from icd_lib.train.checkpoint import load_checkpoint
-from icd_lib.train.loop import TrainConfig, train
+from icd_lib.config import method_weights
+from icd_lib.train.loop import train
+from icd_lib.train.options import RunOptions
+from icd_lib.train.run_config import TrainConfig
 from train_helpers import NoisyBlobs, RecordingBlobs, TinyNet
 
 
@@ -242,11 +245,18 @@ def make_models(teacher_width: int = 8):
 def config(method: str, **overrides) -> TrainConfig:
     # 4 main epochs, init_fraction 1/2: 2 initialisation-stage epochs first
     options = {method: {"init_fraction": 0.5}}
-    base = dict(method=method, method_options=options, student="tiny", teacher="tiny", epochs=4, batch_size=32,
-                milestones=(2,), device="cpu")
+    base = dict(method=method, weights=method_weights(method), method_options=options, student="tiny", teacher="tiny",
+                epochs=4, batch_size=32, milestones=(2,))
     return TrainConfig(**{**base, **overrides})
 
 
+def files(out) -> RunOptions:
+    """Checkpoints under ``out/checkpoints/run/``, the record in ``out/results/``."""
+    return RunOptions(out=out, progress=False)
+
+
+def checkpoint(out, name="last.pt"):
+    return out / "checkpoints" / "run" / name
 
 
 def states(module: nn.Module) -> dict:
@@ -265,9 +275,9 @@ def test_stage_epochs_come_first_and_train_only_the_stages_modules(tmp_path, met
     snapshots = []  # (student weights, objective weights) after each epoch
 
     def snapshot(entry):
-        snapshots.append((states(student), load_checkpoint(tmp_path / "last.pt")["objective"]))
+        snapshots.append((states(student), load_checkpoint(checkpoint(tmp_path, "last.pt"))["objective"]))
 
-    record = train(config(method), student, data, test, teacher, out_dir=tmp_path, progress=False, on_epoch_end=snapshot)
+    record = train(config(method), student, data, test, teacher, how=files(tmp_path), on_epoch_end=snapshot)
     assert [(e.get("stage", "main"), e["epoch"]) for e in record.history] == [
         ("init", 1), ("init", 2), ("main", 1), ("main", 2), ("main", 3), ("main", 4)]
     assert set(record.history[0]["terms"]) == {f"{method}.init"}
@@ -276,8 +286,8 @@ def test_stage_epochs_come_first_and_train_only_the_stages_modules(tmp_path, met
     main = record.history[2:]
     assert record.best_top1 == max(e["test_top1"] for e in main) and 1 <= record.best_epoch <= 4
     assert record.last_top1 == main[-1]["test_top1"]
-    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 4
-    best = load_checkpoint(tmp_path / "best.pt")
+    assert load_checkpoint(checkpoint(tmp_path, "last.pt"))["epoch"] == 4
+    best = load_checkpoint(checkpoint(tmp_path, "best.pt"))
     assert best["epoch"] == record.best_epoch and len(best["history"]) == 2 + record.best_epoch
 
     after_stage, objective_after_stage = snapshots[1]
@@ -288,7 +298,7 @@ def test_stage_epochs_come_first_and_train_only_the_stages_modules(tmp_path, met
         assert changed(initial, after_stage) & classifier == set()
         assert changed(initial, after_stage) >= {k for k in initial if k.startswith(("stem.0", "stage.0"))}
     assert changed(after_stage, snapshots[-1][0]) >= classifier  # the main epochs train the classifier
-    objective_end = load_checkpoint(tmp_path / "last.pt")["objective"]
+    objective_end = load_checkpoint(checkpoint(tmp_path, "last.pt"))["objective"]
     frozen = {"ab": "connectors.", "ft": "paraphraser.", "fsp": None}[method]
     if frozen is not None:  # trained in the stage, then frozen: not one value changes in the main epochs
         keys = {k for k in objective_end if k.startswith(f"methods.{method}.{frozen}")}
@@ -310,7 +320,7 @@ def test_a_run_killed_during_the_stage_resumes_exactly(tmp_path, method, kill_af
     """kill_after = 1: in the middle of the stage; 2: right after its last epoch (the freeze comes on resume)."""
     data, test = NoisyBlobs(96, seed=0), NoisyBlobs(64, seed=1)
     student, teacher = make_models()
-    straight = train(config(method), student, data, test, teacher, out_dir=tmp_path / "a", progress=False)
+    straight = train(config(method), student, data, test, teacher, how=files(tmp_path / "a"))
 
     def kill(entry):
         if entry.get("stage") == "init" and entry["epoch"] == kill_after:
@@ -318,22 +328,22 @@ def test_a_run_killed_during_the_stage_resumes_exactly(tmp_path, method, kill_af
 
     student_b, teacher_b = make_models()
     with pytest.raises(Killed):
-        train(config(method), student_b, data, test, teacher_b, out_dir=tmp_path / "b", progress=False, on_epoch_end=kill)
-    state = load_checkpoint(tmp_path / "b" / "last.pt")
+        train(config(method), student_b, data, test, teacher_b, how=files(tmp_path / "b"), on_epoch_end=kill)
+    state = load_checkpoint(checkpoint(tmp_path / "b", "last.pt"))
     assert state["epoch"] == 0 and len(state["history"]) == kill_after and "stage_optimizer" in state
-    assert not (tmp_path / "b" / "best.pt").exists()  # no main epoch yet: no best weights
+    assert not (checkpoint(tmp_path / "b", "best.pt")).exists()  # no main epoch yet: no best weights
     student_c, teacher_c = make_models()
     with torch.no_grad():  # different weights: the checkpoint must overwrite them
         for parameter in student_c.parameters():
             parameter.add_(1.0)
     torch.manual_seed(999)  # another global RNG state: the checkpoint must restore it
-    resumed = train(config(method), student_c, data, test, teacher_c, out_dir=tmp_path / "b", progress=False)
+    resumed = train(config(method), student_c, data, test, teacher_c, how=files(tmp_path / "b"))
 
     assert without_machine_fields(resumed.history) == without_machine_fields(straight.history)
     assert resumed.segments[1]["from_stage_epoch"] == kill_after and resumed.segments[1]["from_epoch"] == 0
     for (name, a), (_, b) in zip(student.state_dict().items(), student_c.state_dict().items()):
         assert torch.equal(a, b), name
-    a_state, c_state = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    a_state, c_state = load_checkpoint(checkpoint(tmp_path / "a", "last.pt")), load_checkpoint(checkpoint(tmp_path / "b", "last.pt"))
     for name, value in a_state["objective"].items():
         assert torch.equal(value, c_state["objective"][name]), name
 
@@ -344,7 +354,7 @@ def test_stage_epochs_read_orders_the_main_epochs_never_use():
     data = RecordingBlobs(64)
     student, teacher = make_models()
     train(config("fsp", epochs=2, milestones=(1,), batch_size=16, method_options={"fsp": {"init_fraction": 0.5}}),
-          student, data, NoisyBlobs(32, seed=1), teacher, progress=False)
+          student, data, NoisyBlobs(32, seed=1), teacher, RunOptions(progress=False))
     order = lambda epoch: torch.randperm(64, generator=torch.Generator().manual_seed(derive_seed(0, epoch))).tolist()  # noqa: E731
     # one stage epoch (half of 2) reads loader epoch 2 + 0; the main epochs read 0 and 1, as without a stage
     assert data.visited == order(2) + order(0) + order(1)
@@ -353,10 +363,10 @@ def test_stage_epochs_read_orders_the_main_epochs_never_use():
 def test_a_method_without_a_stage_trains_as_before(tmp_path):
     data, test = NoisyBlobs(96, seed=0), NoisyBlobs(64, seed=1)
     student, teacher = make_models()
-    record = train(TrainConfig(method="at", student="tiny", teacher="tiny", epochs=2, batch_size=32, milestones=(1,),
-                               device="cpu"), student, data, test, teacher, out_dir=tmp_path, progress=False)
+    record = train(TrainConfig(method="at", weights=method_weights("at"), student="tiny", teacher="tiny", epochs=2,
+                               batch_size=32, milestones=(1,)), student, data, test, teacher, how=files(tmp_path))
     assert [e["epoch"] for e in record.history] == [1, 2] and all("stage" not in e for e in record.history)
     assert "from_stage_epoch" not in record.segments[0]
-    state = load_checkpoint(tmp_path / "last.pt")
+    state = load_checkpoint(checkpoint(tmp_path, "last.pt"))
     assert "stage_optimizer" not in state and state["epoch"] == 2
     assert all(p.requires_grad for p in student.parameters())

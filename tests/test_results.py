@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icd_lib.experiments.spec import RunSpec, make_spec
+from icd_lib.experiments.spec import RunSpec, load_run_record, make_spec
 from icd_lib.results import RunRecord, aggregate, load_record, load_records, provenance, record_path, save_record
 
 
@@ -147,7 +147,7 @@ COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results").glob("*.jso
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
 def test_every_committed_record_loads_and_is_the_run_its_file_names(path):
-    record = load_record(path)
+    record = load_run_record(path)
     spec = RunSpec.from_name(path.stem)
     assert record.name == path.stem == spec.name
     assert RunSpec.from_identity(record.spec) == spec and RunSpec.from_name(spec.name) == spec
@@ -175,4 +175,4 @@ def test_a_record_edited_into_another_run_is_refused(tmp_path):
     edited = run_record(seed0)
     edited.name = seed1.name  # the name says seed 1, the spec still seed 0
     with pytest.raises(ValueError, match=f"its spec is that of run {seed0.name}, not of {seed1.name}"):
-        load_record(save_record(edited, tmp_path))
+        load_run_record(save_record(edited, tmp_path))

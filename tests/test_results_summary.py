@@ -240,15 +240,3 @@ def test_the_transcribed_tables_give_the_papers_headline_relative_improvements(m
         accuracies += [(m, k, v) for m, k, v in zip(table[method], table["kd"], table["student"]) if m is not None]
     method_acc, kd, vanilla = zip(*accuracies)
     assert round(relative_improvement(method_acc, kd, vanilla), 4) == PAPER_RELATIVE_IMPROVEMENT[method]
-
-
-def test_named_records_reads_complete_records_and_lists_the_rest(tmp_path):
-    from icd_lib.results import named_records, save_record
-
-    done = record("kd", 0, 88.0)
-    unevaluated = record("kd", 1, 87.0)
-    unevaluated.evaluation = None
-    for r in (done, unevaluated):
-        save_record(r, tmp_path / "results")
-    found, missing = named_records(["kd-1", "kd-0", "kd-2"], tmp_path)
-    assert [r.name for r in found] == ["kd-0"] and missing == ["kd-1", "kd-2"]

@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from icd_lib.config import METHOD_WEIGHTS, PROFILES
+from icd_lib.errors import EXIT_FAILURE, InputError
 from icd_lib.models import MODEL_NAMES
 from icd_lib.results import aggregate
 from icd_lib.utils import process_age
 
-# Exit codes (README, "Errors and exit codes"); a run another process holds exits with
-# icd_lib.experiments.lock.EXIT_BUSY (3)
+# Exit codes (README, "Errors and exit codes"); expected failures exit with their UserError's code
+# (icd_lib.errors: EXIT_FAILURE 2, EXIT_BUSY 3 for a run another process holds)
 EXIT_RUNS_FAILED = 1  # plan --run: some runs failed (their logs are named)
-EXIT_FAILURE = 2  # an expected failure, on one line: bad input, a missing, corrupt or foreign file, a full disk
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 DESCRIPTION = """\
@@ -175,7 +175,7 @@ def device_name(text: str) -> str:
 
 def print_record(record, out: str) -> None:
     from icd_lib.results.records import record_path
-    from icd_lib.experiments.runs import results_dir
+    from icd_lib.train.options import results_dir
 
     print(
         f"{record.name}: best top-1 {record.best_top1:.2f}% (epoch {record.best_epoch}), last top-1 "
@@ -217,59 +217,63 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def exit_code(err: Exception) -> int:
-    """``EXIT_BUSY`` for a run another process holds, else ``EXIT_FAILURE``."""
-    from icd_lib.experiments.lock import EXIT_BUSY, RunBusy
-
-    return EXIT_BUSY if isinstance(err, RunBusy) else EXIT_FAILURE
+    """The exit code of an expected failure: the ``UserError``'s own, else ``EXIT_FAILURE``."""
+    return getattr(err, "exit_code", EXIT_FAILURE)
 
 
 def is_expected(err: Exception) -> bool:
-    """Failures with a message written for the user (bad input, missing or corrupt files, no space)."""
-    from icd_lib.experiments.lock import RunBusy
-    from icd_lib.experiments.groups import MissingRecordsError
-    from icd_lib.runtime import NeedsGPUError
-    from icd_lib.train.checkpoint import CheckpointError
+    """Failures with a message written for the user: a ``UserError`` (bad input, a missing or
+    foreign file, no GPU, a busy run), or an ``OSError`` (the system's own one-line reason: no
+    space, no permission)."""
+    from icd_lib.errors import UserError
 
-    return isinstance(err, (ValueError, OSError, CheckpointError, RunBusy, FloatingPointError, TypeError,
-                            NeedsGPUError, MissingRecordsError))
+    return isinstance(err, (UserError, OSError))
 
 
 def run_command(args: argparse.Namespace, distributed) -> int:
     """Carry out one parsed command; return the exit code."""
     from icd_lib.experiments import runs  # imported late: --help stays fast
-    from icd_lib.experiments.spec import make_spec, parse_assignments
 
-    is_main = distributed is None or distributed.is_main
-    where = dict(data_root=args.data_root, device=args.device)
-    training = dict(fast=getattr(args, "fast", False), progress=not getattr(args, "quiet", True))
     profile = args.profile or default_profile()
-    if args.command in TRAINING_COMMANDS and is_main:
+    how = run_options(args, distributed)
+    if args.command in TRAINING_COMMANDS and how.is_main:
         say_runtime(profile, args.device, args.out)
-    if args.command in ("distill", "sweep"):
-        weights, options = parse_assignments(args.assignments)
-        recipe = dict(student=args.student, epochs=args.epochs, weights=weights, options=options)
-        if args.teacher is not None:
-            recipe["teacher"] = args.teacher
-    if args.command == "train-teacher":
-        spec = make_spec(profile, "teacher", student=args.teacher, seed=args.seed, epochs=args.epochs)
-        record = runs.execute(spec, args.out, distributed=distributed, **where, **training)
-        if is_main:
-            print_record(record, args.out)
-    elif args.command == "distill":
-        spec = make_spec(profile, args.method, seed=args.seed, **recipe)
-        record = runs.execute(spec, args.out, distributed=distributed, **where, **training)
-        if is_main:
-            print_record(record, args.out)
-    elif args.command == "evaluate":
-        result = runs.evaluate(args.checkpoint, profile, args.student, args.teacher_ckpt, **where)
+    if args.command == "evaluate":
+        result = runs.checkpoint_accuracy(args.checkpoint, profile, args.student, args.teacher_ckpt,
+                                          args.data_root, args.device)
         print("  ".join(f"{k}: {v:.4f}" if k == "logit_difference" else f"{k}: {v:.2f}%" for k, v in result.items()))
     elif args.command == "sweep":
         seeds = args.seeds if args.seeds is not None else get_seeds(profile)
-        specs = [make_spec(profile, m, seed=s, **recipe) for m in args.method for s in seeds]
-        print(format_table(aggregate(runs.execute_all(specs, args.out, **where, **training))))
+        specs = [command_spec(args, profile, method, seed) for method in args.method for seed in seeds]
+        print(format_table(aggregate(runs.execute_all(specs, how))))
     elif args.command == "plan":
-        return run_plan_command(args)
+        return run_plan_command(args, how)
+    else:
+        record = runs.execute(command_spec(args, profile, getattr(args, "method", "teacher"), args.seed), how)
+        if how.is_main:
+            print_record(record, args.out)
     return 0
+
+
+def run_options(args: argparse.Namespace, distributed):
+    """How the command runs: output folder, data root, device, fast path, progress, data parallelism."""
+    from icd_lib.train.options import RunOptions
+
+    return RunOptions(out=args.out, data_root=args.data_root, device=args.device, fast=getattr(args, "fast", False),
+                      progress=not getattr(args, "quiet", True), distributed=distributed)
+
+
+def command_spec(args: argparse.Namespace, profile: str, method: str, seed: int):
+    """What ``train-teacher``, ``distill`` and ``sweep`` run: the spec of ``method`` at ``seed``."""
+    from icd_lib.experiments.spec import make_spec, parse_assignments
+
+    if args.command == "train-teacher":
+        return make_spec(profile, "teacher", student=args.teacher, seed=seed, epochs=args.epochs)
+    weights, options = parse_assignments(args.assignments)
+    recipe = dict(student=args.student, epochs=args.epochs, weights=weights, options=options)
+    if args.teacher is not None:
+        recipe["teacher"] = args.teacher
+    return make_spec(profile, method, seed=seed, **recipe)
 
 
 TRAINING_COMMANDS = ("train-teacher", "distill", "sweep")
@@ -296,7 +300,8 @@ def get_seeds(profile: str) -> tuple[int, ...]:
     return get_profile(profile).seeds
 
 
-def run_plan_command(args: argparse.Namespace) -> int:
+def run_plan_command(args: argparse.Namespace, how) -> int:
+    """``plan``: its status, its commands, re-evaluation, one run by index, or all of them."""
     from icd_lib.experiments import runner
     from icd_lib.experiments.plans import plan_groups, plan_specs
     from icd_lib.experiments.runs import execute
@@ -317,13 +322,12 @@ def run_plan_command(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # epochs into the run's log
         specs = plan_specs(plan_groups(args.name, **variant))
         if args.index >= len(specs):
-            raise ValueError(f"plan {args.name} has {len(specs)} runs (indices 0 to {len(specs) - 1}), not {args.index}")
-        record = execute(specs[args.index], args.out, args.data_root, args.device, args.fast, not args.quiet)
+            raise InputError(f"plan {args.name} has {len(specs)} runs (indices 0 to {len(specs) - 1}), not {args.index}")
+        record = execute(specs[args.index], how)
         print_record(record, args.out)
     else:
         say_runtime(args.name, args.device, args.out)
-        failed = runner.run_plan(args.name, args.out, args.group, args.workers, args.device, args.fast,
-                                 use_worktree=not args.no_worktree, progress=not args.quiet,
+        failed = runner.run_plan(args.name, how, args.group, args.workers, use_worktree=not args.no_worktree,
                                  assignments=args.assignments)
         if failed:
             more = f" and {len(failed) - SHOWN_FAILURES} more" if len(failed) > SHOWN_FAILURES else ""

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import Tensor
 
+from icd_lib.errors import InputError
 from icd_lib.data.images import ImageDataset, stratified_indices
 from icd_lib.data.info import DIGITS_CLASSES, dataset_info
 from icd_lib.data.seeds import derive_seed
@@ -147,7 +148,7 @@ def load_content(content: str, train: bool, root: Path, download: bool | None) -
     ``"fashion_mnist"`` falls back to the digits, with a warning, where Fashion-MNIST is missing.
     """
     if content not in CONTENT_SOURCES:
-        raise ValueError(f"unknown content {content!r}; valid: {', '.join(CONTENT_SOURCES)}")
+        raise InputError(f"unknown content {content!r}; valid: {', '.join(CONTENT_SOURCES)}")
     if content == "fashion_mnist":
         try:
             raw = read_fashion_mnist(root, train, download)
@@ -181,9 +182,9 @@ class ContentStyleDataset(ImageDataset):
         augment: bool | None = None,
     ) -> None:
         if style_mode not in STYLE_MODES:
-            raise ValueError(f"unknown style_mode {style_mode!r}; valid: {', '.join(STYLE_MODES)}")
+            raise InputError(f"unknown style_mode {style_mode!r}; valid: {', '.join(STYLE_MODES)}")
         if not 0.0 <= spurious_strength <= 1.0:
-            raise ValueError(f"spurious_strength is a probability in [0, 1], got {spurious_strength}")
+            raise InputError(f"spurious_strength is a probability in [0, 1], got {spurious_strength}")
         content_images, labels, class_names = load_content(content, train, data_root(root), download)
         self.content_source = "digits" if class_names == DIGITS_CLASSES else "fashion_mnist"
         if size is not None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from icd_lib.errors import InputError
+
 
 class DatasetInfo(NamedTuple):
     """Static facts of a dataset as served by :func:`icd_lib.data.load_dataset`.
@@ -66,4 +68,4 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASET_INFO[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None
+        raise InputError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None

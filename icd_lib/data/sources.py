@@ -33,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from icd_lib.data.info import STL10_CLASSES
+from icd_lib.errors import InputError, UserError
 from icd_lib.utils import atomic_write
 
 DATA_ENV = "ICD_DATA"
@@ -49,11 +50,11 @@ TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset's files are missing and could not be downloaded; the message says how to get them."""
 
 
-class DatasetCorruptError(ValueError):
+class DatasetCorruptError(InputError):
     """A dataset's file is there but cannot be read (truncated, overwritten); the message names it."""
 
 

@@ -19,12 +19,13 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
+from icd_lib.errors import EXIT_BUSY, UserError
 
-EXIT_BUSY = 3  # the exit code of a command refused with RunBusy (the plan runner retries such runs)
 
+class RunBusy(UserError, RuntimeError):
+    """Another process holds the run's lock (the plan runner retries such runs)."""
 
-class RunBusy(RuntimeError):
-    """Another process holds the run's lock."""
+    exit_code = EXIT_BUSY
 
 
 class RunLock:

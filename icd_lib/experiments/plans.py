@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from icd_lib.config import get_profile
 from icd_lib.experiments.spec import RunSpec, SpecError, check_spec, make_spec, parse_assignments
+from icd_lib.results.records import RunRecord
 
 
 @dataclass(frozen=True)
@@ -235,3 +237,14 @@ def plan_specs(groups: list[Group], group: str | None = None) -> list[RunSpec]:
 def group_of(groups: list[Group], spec: RunSpec) -> str:
     """The first group that lists ``spec`` (``teachers`` for a teacher added by ``plan_specs``)."""
     return next((g.name for g in groups if spec in g.specs), "teachers")
+
+
+def plan_records(plan: str, group: str, out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
+    """(complete records, names of the runs still missing) of group ``group`` of plan ``plan``
+    under ``out``, in the plan's order. The group's teachers are not included."""
+    from icd_lib.experiments.runs import spec_records  # the runs import the trainer; listing a plan does not
+
+    groups = {g.name: g for g in get_plan(plan)}
+    if group not in groups:
+        raise SpecError(f"plan {plan!r} has no group {group!r}; its groups: {', '.join(groups)}")
+    return spec_records(groups[group].specs, out)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from icd_lib.experiments.lock import EXIT_BUSY, is_locked
 from icd_lib.experiments.plans import group_of, plan_groups, plan_specs
 from icd_lib.experiments.runs import checkpoint_dir, is_complete, spec_record_path
-from icd_lib.experiments.spec import RunSpec
-from icd_lib.results.records import load_record
+from icd_lib.experiments.spec import RunSpec, load_run_record
+from icd_lib.train.options import RunOptions
 from icd_lib.utils import wrap_fields
 
 POLL_S = 2.0
@@ -38,7 +38,7 @@ def run_state(spec: RunSpec, out: str | Path) -> str:
     """``done``, ``running`` (some process holds its lock) or ``pending``."""
     if is_complete(spec, out):
         return "done"
-    return "running" if is_locked(checkpoint_dir(out, spec)) else "pending"
+    return "running" if is_locked(checkpoint_dir(out, spec.name)) else "pending"
 
 
 @dataclass
@@ -65,7 +65,7 @@ def plan_status(plan: str, out: str | Path = ".", group: str | None = None,
         state = run_state(spec, out)
         row[state] += 1
         if state == "done":
-            row["times"].append(load_record(spec_record_path(out, spec)).wall_time_s)
+            row["times"].append(load_run_record(spec_record_path(out, spec)).wall_time_s)
     return [GroupStatus(name, r["done"], r["running"], r["pending"], sum(r["times"]) / len(r["times"]) if r["times"] else None)
             for name, r in rows.items()]
 
@@ -112,10 +112,15 @@ def variant_arguments(group: str | None, assignments: Sequence[str]) -> list[str
     return ["--group", str(group)] + [part for item in assignments for part in ("--set", item)]
 
 
-def worker_command(plan: str, index: int, out: Path, device: str | None, fast: bool,
-                   variant: list[str]) -> list[str]:
-    command = [sys.executable, "-m", "icd_lib", "plan", plan, "--index", str(index), "--out", str(out), "--quiet"]
-    return command + variant + (["--device", device] if device else []) + (["--fast"] if fast else [])
+def worker_command(plan: str, out: Path, how: RunOptions, variant: list[str]) -> Callable[[int], list[str]]:
+    """The command line of the worker that trains run ``index`` of ``plan``, as a function of ``index``."""
+    options = variant + (["--device", how.device] if how.device else []) + (["--fast"] if how.fast else [])
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, "-m", "icd_lib", "plan", plan, "--index", str(index), "--out", str(out), "--quiet",
+                *options]
+
+    return command
 
 
 def list_commands(plan: str, out: str | Path = ".", group: str | None = None,
@@ -163,66 +168,78 @@ class Worker:
     log: Path
 
 
-def run_plan(plan: str, out: str | Path = ".", group: str | None = None, workers: int | None = None,
-             device: str | None = None, fast: bool = False, use_worktree: bool = True, progress: bool = True,
-             assignments: Sequence[str] = ()) -> list[str]:
-    """Run every pending run of ``plan`` (or of ``group``, or of its ``--set`` variant) under ``out``;
-    return the names that failed."""
-    out = Path(out).resolve()
+def run_plan(plan: str, how: RunOptions, group: str | None = None, workers: int | None = None,
+             use_worktree: bool = True, assignments: Sequence[str] = ()) -> list[str]:
+    """Run every pending run of ``plan`` (or of ``group``, or of its ``--set`` variant) under
+    ``how.out`` on ``how.device`` (``how.fast``, ``how.progress``); return the names that failed."""
+    out = how.out.resolve()
     groups = plan_groups(plan, group, assignments)
     specs = plan_specs(groups)
     chosen = {s.name for s in plan_specs(groups, group)}
     todo = [(i, s) for i, s in enumerate(specs) if s.name in chosen and not is_complete(s, out)]
-    workers = workers or default_workers(device)
-    code_dir, env = worker_environment(use_worktree, device, workers)
-    variant = variant_arguments(group, assignments)
+    workers = workers or default_workers(how.device)
+    code_dir, env = worker_environment(use_worktree, how.device, workers)
+    command = worker_command(plan, out, how, variant_arguments(group, assignments))
 
-    def worker_command_for(index: int, spec: RunSpec, log: Path) -> Worker:
-        handle = open(log, "a")
-        process = subprocess.Popen(worker_command(plan, index, out, device, fast, variant), cwd=code_dir, env=env,
-                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        handle.close()
+    def start(index: int, spec: RunSpec, log: Path) -> Worker:
+        with open(log, "a") as handle:
+            process = subprocess.Popen(command(index), cwd=code_dir, env=env, stdout=handle,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         return Worker(spec, process, log)
 
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    running: list[Worker] = []
-    failed: list[str] = []
-    reasons: list[str] = []  # each failed run's error, its own name left out
+    state = PlanState(specs, todo)
     # smoothing=0: the time per run is the mean since the start; tqdm's moving average would take
     # it from the 2-second polls between completions and promise seconds for hours of work.
-    bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=len(todo), desc=f"plan {plan}", unit="run", disable=not how.progress, dynamic_ncols=True,
                smoothing=0)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        while todo or running:
-            for worker in [w for w in running if w.process.poll() is not None]:
-                running.remove(worker)
-                code = worker.process.returncode
-                if code == EXIT_BUSY:
-                    todo.append(next((i, s) for i, s in enumerate(specs) if s == worker.spec))
-                elif code != 0 or not is_complete(worker.spec, out):
-                    failed.append(worker.spec.name)
-                    reasons.append(failure_reason(worker))
-                    tqdm.write(f"failed: {worker.spec.name} (exit {code}); see {worker.log}")
-                    bar.update(1)
-                    cause = shared_cause(reasons)
-                    if todo and cause:
-                        tqdm.write(f"stopping the plan: the last {SHARED_CAUSE_RUNS} runs failed for the same "
-                                   f"reason, which the other runs would meet too: {cause}")
-                        todo.clear()
-                else:
-                    bar.update(1)
-            launched = launch_ready(todo, running, workers, worker_command_for, out, failed)
-            bar.set_postfix_str(f"{len(running)} running")
+        while state.todo or state.running:
+            for worker in [w for w in state.running if w.process.poll() is not None]:
+                bar.update(state.finished(worker, out))
+            launched = launch_ready(state.todo, state.running, workers, start, out, state.failed)
+            bar.set_postfix_str(f"{len(state.running)} running")
             if not launched:
                 time.sleep(POLL_S)
-                bar.update(done_elsewhere(todo, out))
+                bar.update(done_elsewhere(state.todo, out))
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for worker in running:
+        for worker in state.running:
             worker.process.terminate()  # the run resumes from its last epoch next time
         bar.close()
-    return failed
+    return state.failed
+
+
+@dataclass
+class PlanState:
+    """Where a plan's run stands: the runs to start, those running, those that failed and why."""
+
+    specs: list[RunSpec]
+    todo: list[tuple[int, RunSpec]]
+    running: list[Worker] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # each failed run's error, its own name left out
+
+    def finished(self, worker: Worker, out: Path) -> int:
+        """Account for a worker that exited: 1 if its run is now done or failed, 0 if it goes back
+        into ``todo`` (another process held it). Too many failures for one reason empty ``todo``."""
+        self.running.remove(worker)
+        code = worker.process.returncode
+        if code == EXIT_BUSY:
+            self.todo.append(next((i, s) for i, s in enumerate(self.specs) if s == worker.spec))
+            return 0
+        if code == 0 and is_complete(worker.spec, out):
+            return 1
+        self.failed.append(worker.spec.name)
+        self.reasons.append(failure_reason(worker))
+        tqdm.write(f"failed: {worker.spec.name} (exit {code}); see {worker.log}")
+        cause = shared_cause(self.reasons)
+        if self.todo and cause:
+            tqdm.write(f"stopping the plan: the last {SHARED_CAUSE_RUNS} runs failed for the same "
+                       f"reason, which the other runs would meet too: {cause}")
+            self.todo.clear()
+        return 1
 
 
 def failure_reason(worker: Worker) -> str:
@@ -270,7 +287,7 @@ def launch_ready(todo: list, running: list[Worker], workers: int, start: Callabl
                 todo.remove((index, spec))
                 failed.append(spec.name)
             continue
-        if spec.name in busy or is_locked(checkpoint_dir(out, spec)):
+        if spec.name in busy or is_locked(checkpoint_dir(out, spec.name)):
             continue
         todo.remove((index, spec))
         if is_complete(spec, out):
@@ -293,15 +310,15 @@ def reevaluate_plan(plan: str, out: str | Path = ".", group: str | None = None, 
     here (after ``icd_lib.eval.final`` has learned a new measurement); no training. Returns the
     names of the complete runs that could not be re-measured (no checkpoint in this checkout)."""
     from icd_lib.experiments.lock import RunLock
-    from icd_lib.experiments.runs import evaluate_record, load_test_set
+    from icd_lib.experiments.runs import add_final_evaluation, load_test_set
 
     skipped = []
     specs = [s for s in plan_specs(plan_groups(plan), group) if is_complete(s, out)]
     for spec in tqdm(specs, desc=f"re-evaluating plan {plan}", unit="run", disable=not progress):
-        if not (checkpoint_dir(out, spec) / "last.pt").is_file():
+        if not (checkpoint_dir(out, spec.name) / "last.pt").is_file():
             skipped.append(spec.name)
             continue
-        with RunLock(checkpoint_dir(out, spec)):
-            record = load_record(spec_record_path(out, spec))
-            evaluate_record(spec, record, None, load_test_set(spec), out)
+        with RunLock(checkpoint_dir(out, spec.name)):
+            record = load_run_record(spec_record_path(out, spec))
+            add_final_evaluation(spec, record, None, load_test_set(spec), RunOptions(out=Path(out)))
     return skipped

@@ -1,6 +1,8 @@
 """Running a ``RunSpec``: the one function the CLI, the plan runner and the chapters call.
 
-Everything a run writes goes under one output folder ``out``::
+A run is *what* (the ``RunSpec``) plus *how* (one ``RunOptions`` value: output folder, data root,
+device, fast path, progress, data parallelism); every function here takes the two apart. Everything
+a run writes goes under ``how.out`` (``icd_lib.train.options``)::
 
     out/checkpoints/<run name>/last.pt, best.pt, .lock   (resumable; see icd_lib.train.loop)
     out/results/<run name>.json                          (the run record)
@@ -14,10 +16,10 @@ teacher run is executed first when it is not complete. One process at a time tra
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 import tempfile
+from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -26,31 +28,54 @@ from icd_lib.config import get_profile
 from icd_lib.data import ImageDataset, dataset_info, load_dataset
 from icd_lib.eval.final import final_evaluation
 from icd_lib.experiments.lock import RunLock, missing_folders, remove_empty_folders
-from icd_lib.experiments.spec import TEACHER, RunSpec, make_spec
+from icd_lib.experiments.spec import TEACHER, RunSpec, load_run_record, make_spec
 from icd_lib.models import build_model
-from icd_lib.results.records import RECORD_FORMAT, RunRecord, load_record, portable_path, provenance, record_path, save_record
+from icd_lib.results.records import RECORD_FORMAT, RunRecord, portable_path, provenance, record_path, save_record
 from icd_lib.train.checkpoint import CheckpointError, check_same_config, load_checkpoint, load_state, sync_best_checkpoint
-from icd_lib.train.distributed import DistributedContext
-from icd_lib.train.loop import RESUMABLE_DIFFERENCES, device_loader, train
+from icd_lib.train.loop import train
+from icd_lib.train.options import RunOptions, checkpoint_dir, results_dir
+from icd_lib.train.run_config import FORMER_OPTION_FIELDS
 from icd_lib.utils import get_device, remove_partial_writes, seed_everything
 
 
-def checkpoint_dir(out: str | Path, spec: RunSpec | str) -> Path:
-    return Path(out) / "checkpoints" / (spec if isinstance(spec, str) else spec.name)
-
-
-def results_dir(out: str | Path) -> Path:
-    return Path(out) / "results"
+def run_options(how: RunOptions | str | Path) -> RunOptions:
+    """``how`` as ``RunOptions``: a path is short for ``RunOptions(out=path)``; an output folder is required."""
+    how = how if isinstance(how, RunOptions) else RunOptions(out=how)
+    if how.out is None:
+        raise ValueError("a run needs an output folder: RunOptions(out=...)")
+    return how
 
 
 def spec_record_path(out: str | Path, spec: RunSpec) -> Path:
+    """Where the record of ``spec`` lives under the output folder ``out``."""
     return record_path(results_dir(out), spec.name)
+
+
+def complete_record(spec: RunSpec, out: str | Path) -> RunRecord | None:
+    """The record of ``spec`` under ``out`` if the run is complete (its record holds the final
+    evaluation), else None: the one definition of a complete run."""
+    path = spec_record_path(out, spec)
+    if not path.is_file():
+        return None
+    record = load_run_record(path)
+    return record if record.evaluation is not None else None
 
 
 def is_complete(spec: RunSpec, out: str | Path) -> bool:
     """Whether ``spec`` has a record with its final evaluation under ``out``."""
-    path = spec_record_path(out, spec)
-    return path.is_file() and load_record(path).evaluation is not None
+    return complete_record(spec, out) is not None
+
+
+def spec_records(specs: Iterable[RunSpec], out: str | Path) -> tuple[list[RunRecord], list[str]]:
+    """(complete records, names of the runs still missing) of ``specs`` under ``out``, in their order."""
+    found, missing = [], []
+    for spec in specs:
+        record = complete_record(spec, out)
+        if record is None:
+            missing.append(spec.name)
+        else:
+            found.append(record)
+    return found, missing
 
 
 def load_test_set(spec: RunSpec, data_root: str | Path | None = None) -> ImageDataset:
@@ -117,7 +142,7 @@ def ensure_writable(folder: Path) -> None:
 
 def load_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> Teacher:
     """The model trained by teacher run ``spec`` (its last epoch), from ``out``."""
-    path = checkpoint_dir(out, spec) / "last.pt"
+    path = checkpoint_dir(out, spec.name) / "last.pt"
     if not path.is_file():
         raise CheckpointError(
             f"teacher run {spec.name} is recorded but its checkpoint {path} is missing: restore it "
@@ -132,68 +157,59 @@ def check_teacher_checkpoint(spec: RunSpec, state: dict, path: Path, out: str | 
     """``CheckpointError`` unless checkpoint ``state`` (read from ``path``) was written by teacher run
     ``spec``: its run name and its training history, epoch by epoch, are those of the run's record."""
     record = spec_record_path(out, spec)
-    if state["config"].get("run_name") != spec.name or state["history"] != load_record(record).history:
+    if state["config"].get("run_name") != spec.name or state["history"] != load_run_record(record).history:
         raise CheckpointError(
             f"{path} is not the checkpoint of teacher run {spec.name} (its run name or training history differs "
             f"from {record}): delete {path.parent} and {record} to train the teacher again"
         )
 
 
-def ensure_teacher(spec: RunSpec, out: str | Path = ".", data_root: str | Path | None = None,
-                   device: str | None = None, fast: bool = False, progress: bool = True) -> Teacher:
+def ensure_teacher(spec: RunSpec, how: RunOptions | str | Path) -> Teacher:
     """The teacher of run ``spec`` (or teacher run ``spec`` itself), executed first when not complete."""
+    how = run_options(how)
     teacher_spec = spec if spec.is_teacher else spec.teacher_spec()
     if teacher_spec is None:
         raise ValueError(f"run {spec.name} has no teacher")
-    execute(teacher_spec, out, data_root, device, fast, progress)
-    return load_teacher(teacher_spec, out, device)
+    execute(teacher_spec, how)
+    return load_teacher(teacher_spec, how.out, how.device)
 
 
-def execute(
-    spec: RunSpec,
-    out: str | Path = ".",
-    data_root: str | Path | None = None,
-    device: str | None = None,
-    fast: bool = False,
-    progress: bool = True,
-    distributed: DistributedContext | None = None,
-) -> RunRecord:
-    """Run ``spec`` to completion under ``out`` and return its complete record (see the module doc).
+def execute(spec: RunSpec, how: RunOptions | str | Path) -> RunRecord:
+    """Run ``spec`` to completion as ``how`` says and return its complete record (see the module doc).
 
-    ``distributed``: this process's place in a data-parallel job (``init_distributed()``, under
-    torchrun); rank 0 alone takes the run's lock and evaluates. A run that fails before writing
-    anything leaves no folder behind.
+    ``how``: a ``RunOptions`` (a path is short for ``RunOptions(out=path)``). Under
+    ``how.distributed`` rank 0 alone takes the run's lock and evaluates. A run that fails before
+    writing anything leaves no folder behind.
     """
-    path = spec_record_path(out, spec)
-    if path.is_file() and load_record(path).evaluation is not None:
-        sync_best_checkpoint(checkpoint_dir(out, spec))  # a deleted or stale best.pt comes back
-        return load_record(path)
-    new_folders = missing_folders(results_dir(out))
+    how = run_options(how)
+    record = complete_record(spec, how.out)
+    if record is not None:
+        sync_best_checkpoint(checkpoint_dir(how.out, spec.name))  # a deleted or stale best.pt comes back
+        return record
+    new_folders = missing_folders(results_dir(how.out))
     try:
-        ensure_writable(results_dir(out))
-        teacher = None if spec.teacher is None else ensure_teacher(spec, out, data_root, device, fast, progress)
-        return execute_locked(spec, out, teacher, data_root, device, fast, progress, distributed)
+        ensure_writable(results_dir(how.out))
+        teacher = None if spec.teacher is None else ensure_teacher(spec, how)
+        return execute_locked(spec, teacher, how)
     except BaseException:
         remove_empty_folders(new_folders)
         raise
 
 
-def execute_locked(spec: RunSpec, out: str | Path, teacher: Teacher | None, data_root: str | Path | None,
-                   device: str | None, fast: bool, progress: bool, distributed: DistributedContext | None) -> RunRecord:
+def execute_locked(spec: RunSpec, teacher: Teacher | None, how: RunOptions) -> RunRecord:
     """``execute``'s part under the run's lock: train what is left, evaluate, write the record."""
-    path = spec_record_path(out, spec)
-    is_main = distributed is None or distributed.is_main
-    with RunLock(checkpoint_dir(out, spec)) if is_main else nullcontext():
-        if is_complete(spec, out):  # another process finished it while this one waited for the teacher
-            return load_record(path)
-        remove_partial_writes(path)  # a record write killed mid-way
-        train_set, test_set = load_train_set(spec, data_root), load_test_set(spec, data_root)
-        record = finished_record(spec, out)
-        if record is None:
-            record = train_spec(spec, train_set, test_set, teacher, out, device, fast, progress, distributed)
-        if not is_main:
+    with RunLock(checkpoint_dir(how.out, spec.name)) if how.is_main else nullcontext():
+        record = complete_record(spec, how.out)
+        if record is not None:  # another process finished it while this one waited for the teacher
             return record
-        return evaluate_record(spec, record, teacher, test_set, out, device)
+        remove_partial_writes(spec_record_path(how.out, spec))  # a record write killed mid-way
+        train_set, test_set = load_train_set(spec, how.data_root), load_test_set(spec, how.data_root)
+        record = finished_record(spec, how.out)
+        if record is None:
+            record = train_spec(spec, (train_set, test_set), teacher, how)
+        if not how.is_main:
+            return record
+        return add_final_evaluation(spec, record, teacher, test_set, how)
 
 
 def reference_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> Teacher | None:
@@ -209,14 +225,14 @@ def reference_teacher(spec: RunSpec, out: str | Path, device: str | None = None)
     return load_teacher(teacher, out, device) if is_complete(teacher, out) else None
 
 
-def evaluate_record(spec: RunSpec, record: RunRecord, teacher: Teacher | None, test_set: ImageDataset,
-                    out: str | Path, device: str | None = None) -> RunRecord:
-    """Measure ``record``'s final evaluation from the run's ``last.pt`` and save the record."""
-    model, _ = load_trained(checkpoint_dir(out, spec) / "last.pt", spec.dataset, spec.student, device)
-    teacher = teacher or reference_teacher(spec, out, device)
+def add_final_evaluation(spec: RunSpec, record: RunRecord, teacher: Teacher | None, test_set: ImageDataset,
+                         how: RunOptions) -> RunRecord:
+    """Measure ``record``'s final evaluation (``icd_lib.eval.final``) from the run's ``last.pt`` and save the record."""
+    model, _ = load_trained(checkpoint_dir(how.out, spec.name) / "last.pt", spec.dataset, spec.student, how.device)
+    teacher = teacher or reference_teacher(spec, how.out, how.device)
     record.evaluation = final_evaluation(model, teacher.model if teacher else None, test_set, spec.dataset)
     record.evaluated_commit = provenance()["git_commit"]
-    save_record(record, results_dir(out))
+    save_record(record, results_dir(how.out))
     return record
 
 
@@ -224,47 +240,36 @@ def finished_record(spec: RunSpec, out: str | Path) -> RunRecord | None:
     """The record of ``spec`` when its training is finished but its evaluation is missing, with the
     spec filled in; None when the run still has epochs to train."""
     path = spec_record_path(out, spec)
-    last = checkpoint_dir(out, spec) / "last.pt"
+    last = checkpoint_dir(out, spec.name) / "last.pt"
     if not path.is_file() or not last.is_file():
         return None
-    record = load_record(path)
+    record = load_run_record(path)
     if sum(e.get("stage", "main") == "main" for e in record.history) != spec.epochs or load_checkpoint(last)["epoch"] != spec.epochs:
         return None
-    ignore = RESUMABLE_DIFFERENCES | {"fast"}
-    check_same_config(record.config, spec.train_config().to_dict(), path, ignore=ignore)
-    sync_best_checkpoint(checkpoint_dir(out, spec))
+    check_same_config(record.config, spec.train_config().to_dict(), path, ignore=FORMER_OPTION_FIELDS)
+    sync_best_checkpoint(checkpoint_dir(out, spec.name))
     record.spec, record.format = spec.identity(), RECORD_FORMAT
     return record
 
 
-def train_spec(spec: RunSpec, train_set: ImageDataset, test_set: ImageDataset, teacher: Teacher | None,
-               out: str | Path, device: str | None, fast: bool, progress: bool,
-               distributed: DistributedContext | None) -> RunRecord:
-    """Train ``spec`` (resuming from its ``last.pt``); the record it writes has no evaluation yet.
-
-    The fast path reads training and test data from the device; data parallelism reads the
-    training data from the device too (the one loader that shards batches over processes).
-    """
-    config = spec.train_config(device, fast)
-    resolved = distributed.device if distributed is not None else get_device(device)
-    train_data, test_data = train_set, test_set
-    if fast or distributed is not None:
-        train_data = device_loader(train_set, config, True, resolved, distributed)
-    if fast:
-        test_data = device_loader(test_set, config, False, resolved)
+def train_spec(spec: RunSpec, data: tuple[ImageDataset, ImageDataset], teacher: Teacher | None,
+               how: RunOptions) -> RunRecord:
+    """Train ``spec`` on ``data`` (training set, test set), resuming from its ``last.pt``; the
+    record it writes has no evaluation yet. ``DataLoader`` workers default to the profile's."""
+    train_set, test_set = data
+    if how.num_workers is None:
+        how = replace(how, num_workers=spec.settings.num_workers)
     run_info = {"role": "teacher" if spec.is_teacher else "student", "profile": spec.profile, "dataset": spec.dataset,
                 "train_size": len(train_set), "test_size": len(test_set), "spec": spec.identity()}
     if teacher is not None:
-        run_info.update(teacher_checkpoint=portable_path(teacher.checkpoint, results_dir(out)), teacher_top1=teacher.top1)
-    return train(
-        config, new_model(spec.student, spec.dataset, spec.seed), train_data, test_data,
-        teacher.model if teacher else None, out_dir=checkpoint_dir(out, spec), results_dir=results_dir(out),
-        run_info=run_info, progress=progress, distributed=distributed,
-    )
+        run_info.update(teacher_checkpoint=portable_path(teacher.checkpoint, results_dir(how.out)), teacher_top1=teacher.top1)
+    model = new_model(spec.student, spec.dataset, spec.seed)
+    return train(spec.train_config(), model, train_set, test_set, teacher.model if teacher else None, how, run_info)
 
 
-def evaluate(checkpoint: str | Path, profile: str, model: str | None = None, teacher_ckpt: str | Path | None = None,
-             data_root: str | Path | None = None, device: str | None = None) -> dict[str, float]:
+def checkpoint_accuracy(checkpoint: str | Path, profile: str, model: str | None = None,
+                        teacher_ckpt: str | Path | None = None, data_root: str | Path | None = None,
+                        device: str | None = None) -> dict[str, float]:
     """Test accuracy of the model in ``checkpoint`` on its dataset's test set (as the profile draws it).
 
     The dataset is the one the checkpoint records (else the profile's). With ``teacher_ckpt`` also
@@ -286,6 +291,6 @@ def evaluate(checkpoint: str | Path, profile: str, model: str | None = None, tea
     return result
 
 
-def execute_all(specs: Iterable[RunSpec], out: str | Path = ".", **options) -> list[RunRecord]:
-    """``execute`` each spec in turn (complete ones are read back); see ``execute`` for ``options``."""
-    return [execute(spec, out, **options) for spec in specs]
+def execute_all(specs: Iterable[RunSpec], how: RunOptions | str | Path) -> list[RunRecord]:
+    """``execute`` each spec in turn (complete ones are read back)."""
+    return [execute(spec, how) for spec in specs]

@@ -21,15 +21,18 @@ import math
 import re
 import typing
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from icd_lib.config import METHOD_WEIGHTS, Profile, get_profile, method_options, method_weights
+from icd_lib.config import METHOD_WEIGHTS, Profile, default_lr, get_profile, method_options, method_weights
 from icd_lib.data.content_style import STYLE_MODES
 from icd_lib.data.info import DATASETS
+from icd_lib.errors import InputError
 from icd_lib.losses.base import available_methods, term_class
 from icd_lib.models import MODEL_NAMES
-from icd_lib.train.loop import TrainConfig, default_lr
+from icd_lib.results.records import RecordError, RunRecord, load_record
+from icd_lib.train.run_config import TrainConfig
 
 TEACHER = "teacher"  # the recipe name of a teacher run: cross-entropy only, no teacher of its own
 TEACHER_SEED = 0  # each (profile, dataset, architecture) has one teacher, shared by all students
@@ -45,7 +48,7 @@ ACCEPTED_FORMS = {bool: "true or false", int: "a whole number such as 4096",
                   float: "a finite number such as 0.5, 2 or 1e-05"}
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A run specification that cannot be trained: the message says what to change."""
 
 
@@ -184,8 +187,8 @@ class RunSpec:
         return make_spec(self.profile, TEACHER, student=self.teacher, seed=TEACHER_SEED, dataset=self.dataset,
                          style_mode=None if self.style_mode is None else "random")
 
-    def train_config(self, device: str | None = None, fast: bool = False) -> TrainConfig:
-        """The ``TrainConfig`` of this run (the profile's optimiser recipe; device and fast path as given)."""
+    def train_config(self) -> TrainConfig:
+        """The ``TrainConfig`` of this run: its objective and the profile's optimiser recipe."""
         profile = self.settings
         return TrainConfig(
             method="student" if self.is_teacher else self.method,
@@ -201,10 +204,7 @@ class RunSpec:
             milestones=profile.milestones(self.epochs),
             lr_decay_rate=profile.lr_decay_rate,
             seed=self.seed,
-            device=device,
-            num_workers=profile.num_workers,
             run_name=self.name,
-            fast=fast,
         )
 
     def identity(self) -> dict:
@@ -232,34 +232,46 @@ def default_train_size(profile: Profile, teacher: bool) -> int | None:
     return profile.teacher_train_size if teacher else profile.student_train_size
 
 
-_UNSET = object()
-
-
-def make_spec(
-    profile: str,
-    method: str,
-    *,
-    student: str | None = None,
-    teacher: str | None | object = _UNSET,
-    seed: int = 0,
-    dataset: str | None = None,
-    style_mode: str | None = None,
-    epochs: int | None = None,
-    train_size: int | None | object = _UNSET,
-    weights: dict[str, float] | None = None,
-    options: dict[str, Value] | None = None,
-) -> RunSpec:
+def make_spec(profile: str, method: str, **fields) -> RunSpec:
     """A checked ``RunSpec``; what is not given is the profile's (teacher/student models, epochs, sizes).
 
-    ``method``: a recipe of ``icd_lib.config.METHOD_WEIGHTS`` or ``"teacher"``. ``teacher``
-    defaults to the profile's teacher for a distillation recipe and None otherwise.
-    ``style_mode``: content_style only (default "random"). Raises ``SpecError`` on anything that
-    could not train: unknown names, weights of terms the recipe lacks, options a term does not take.
+    ``method``: a recipe of ``icd_lib.config.METHOD_WEIGHTS`` or ``"teacher"``. ``fields``: any of
+    ``RunSpec``'s others, ``weights`` and ``options`` as dicts (``weights={"kd": 0.5}``). ``teacher``
+    defaults to the profile's teacher for a distillation recipe and None otherwise; ``style_mode``
+    is for content_style only (default "random"). Raises ``SpecError`` on anything that could not
+    train: unknown names, weights of terms the recipe lacks, options a term does not take.
     """
+    unknown = sorted(set(fields) - set(SPEC_FIELDS))
+    if unknown:
+        raise SpecError(f"unknown spec fields {unknown}; valid: {', '.join(SPEC_FIELDS)}")
     settings = get_profile(profile)
     is_teacher = method == TEACHER
     if not is_teacher and method not in METHOD_WEIGHTS:
         raise SpecError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}, or 'teacher'")
+    dataset, style_mode = data_of(settings, fields.get("dataset"), fields.get("style_mode"))
+    student = fields.get("student") or (settings.teacher if is_teacher else settings.student)
+    teacher = fields.get("teacher") if "teacher" in fields else (
+        None if is_teacher or method == "student" else settings.teacher)
+    for model in (student, teacher):
+        if model is not None and model not in MODEL_NAMES:
+            raise SpecError(f"unknown model {model!r}; valid models: {', '.join(MODEL_NAMES)}")
+    spec = RunSpec(
+        profile=settings.name, method=method, student=student, teacher=teacher, seed=fields.get("seed", 0),
+        dataset=dataset, style_mode=style_mode, epochs=fields.get("epochs") or default_epochs(settings, is_teacher),
+        train_size=fields["train_size"] if "train_size" in fields else default_train_size(settings, is_teacher),
+        weights=tuple(sorted((fields.get("weights") or {}).items())),
+        options=tuple(sorted((fields.get("options") or {}).items())),
+    )
+    check_spec(spec)
+    return spec
+
+
+SPEC_FIELDS = ("student", "teacher", "seed", "dataset", "style_mode", "epochs", "train_size", "weights", "options")
+
+
+def data_of(settings: Profile, dataset: str | None, style_mode: str | None) -> tuple[str, str | None]:
+    """(dataset, style mode) of a run: the profile's dataset by default; a style mode for
+    content/style data only (default "random")."""
     dataset = dataset or settings.dataset
     if dataset not in DATASETS:
         raise SpecError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -269,21 +281,7 @@ def make_spec(
             raise SpecError(f"unknown style mode {style_mode!r}; valid: {', '.join(STYLE_MODES)}")
     elif style_mode is not None:
         raise SpecError(f"style_mode applies to the content_style dataset only, not {dataset!r}")
-    student = student or (settings.teacher if is_teacher else settings.student)
-    if teacher is _UNSET:
-        teacher = None if is_teacher or method == "student" else settings.teacher
-    for model in (student, teacher):
-        if model is not None and model not in MODEL_NAMES:
-            raise SpecError(f"unknown model {model!r}; valid models: {', '.join(MODEL_NAMES)}")
-    if train_size is _UNSET:
-        train_size = default_train_size(settings, is_teacher)
-    spec = RunSpec(
-        profile=settings.name, method=method, student=student, teacher=teacher, seed=seed, dataset=dataset,
-        style_mode=style_mode, epochs=epochs or default_epochs(settings, is_teacher), train_size=train_size,
-        weights=tuple(sorted((weights or {}).items())), options=tuple(sorted((options or {}).items())),
-    )
-    check_spec(spec)
-    return spec
+    return dataset, style_mode
 
 
 def check_spec(spec: RunSpec) -> None:
@@ -372,3 +370,25 @@ def parse_name(name: str) -> RunSpec:
             raise fail(f"unexpected part {token!r}")
     return make_spec(profile, method, student=student, teacher=teacher, seed=int(seed_token[4:]), dataset=dataset,
                      style_mode=style_mode, weights=weights, options=options, **extra)
+
+
+def load_run_record(path: str | Path) -> RunRecord:
+    """The record at ``path`` (``load_record``), checked to be the run its name says (``check_record``)."""
+    return check_record(load_record(path), Path(path))
+
+
+def check_record(record: RunRecord, path: Path) -> RunRecord:
+    """``record``, read from ``path``, if the spec it carries is that of the run its name says; a
+    ``RecordError`` otherwise (a record copied to another run's file name, or edited into another
+    run). A record without a spec, or whose name is no run name (made by calling ``train``
+    directly), is taken as it is."""
+    if record.spec is None:
+        return record
+    try:
+        named = RunSpec.from_name(record.name)
+    except SpecError:
+        return record
+    if RunSpec.from_identity(record.spec) != named:
+        raise RecordError(f"{path} is not a valid run record (its spec is that of run "
+                          f"{RunSpec.from_identity(record.spec).name}, not of {record.name}); delete it and rerun the run")
+    return record

@@ -29,11 +29,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from icd_lib.errors import InputError
 from icd_lib.outputs import ModelOutput, ModelShapes
 
 _REGISTRY: dict[str, Callable[..., "Distiller"]] = {}
 
 StageLoss = Callable[[ModelOutput, "ModelOutput | None"], dict[str, Tensor]]
+BatchGather = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, int]]
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,13 @@ class Distiller(nn.Module):
         (the model being trained); None (the default): the method has none."""
         return None
 
+    def share_batch(self, gather: BatchGather) -> bool:
+        """Called once in a data-parallel job: ``gather(a, b)`` returns ``a`` and ``b`` (n, ...) of
+        every process, concatenated in rank order, and the offset of this process's rows. A method
+        whose loss compares each image with the rest of the batch (ICD's negatives) keeps it to see
+        the global batch and returns True; the default ignores it and returns False."""
+        return False
+
     def forward(
         self,
         student: ModelOutput,
@@ -177,7 +186,7 @@ def term_class(name: str) -> type:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
+        raise InputError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}") from None
 
 
 def build_method(
@@ -247,6 +256,10 @@ class Objective(nn.Module):
     @property
     def needs_index(self) -> bool:
         return any(m.needs_index for m in self.methods.values())
+
+    def share_batch(self, gather: BatchGather) -> list[str]:
+        """Offer ``gather`` (see ``Distiller.share_batch``) to every method; the names of those that use it."""
+        return [name for name, method in self.methods.items() if method.share_batch(gather)]
 
     def init_stage(self, student: nn.Module) -> InitStage | None:
         """The initialisation stages of the methods, as one: None when no method has one.

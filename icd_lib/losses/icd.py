@@ -154,6 +154,11 @@ class ICD(Distiller):
     def option_types(cls) -> dict[str, object]:
         return declared_options(ICDLoss.__init__, {"self", "s_dim", "t_dim"})
 
+    def share_batch(self, gather) -> bool:
+        """Take the negatives from the global batch (see ``ICDLoss``'s ``gather``)."""
+        self.loss.gather = gather
+        return True
+
     def forward(
         self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor, index: Tensor | None = None
     ) -> dict[str, Tensor]:

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from icd_lib.errors import InputError
 from icd_lib.models.base import FeatureModel
 from icd_lib.models.mobilenetv2 import MobileNetV2
 from icd_lib.models.resnet import WIDE_WIDTHS, CifarResNet
@@ -84,7 +85,7 @@ def build_model(name: str, num_classes: int = 100, in_channels: int = 3) -> Feat
                         f"valid names: {', '.join(MODEL_NAMES)}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+        raise InputError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     _check_positive_int(num_classes, "num_classes")
     _check_positive_int(in_channels, "in_channels")
     return _REGISTRY[key](num_classes=num_classes, in_channels=in_channels)

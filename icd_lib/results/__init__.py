@@ -16,7 +16,7 @@ from icd_lib.results.records import (
 )
 
 _LAZY = {
-    "summary": ("compare_to", "difference_interval", "experiment_rows", "named_records", "provenance_line"),
+    "summary": ("compare_to", "difference_interval", "experiment_rows", "provenance_line"),
     "report": ("Comparison", "claim_status", "compare", "comparison_table", "experiment_table", "glue_comparison",
                "holm", "timing_frame", "verdict_word", "versus"),
 }

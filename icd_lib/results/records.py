@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icd_lib.errors import InputError
 from icd_lib.utils import atomic_write, load_average
 
 RECORD_FORMAT = 2
@@ -185,36 +186,24 @@ def save_record(record: RunRecord, results_dir: str | Path) -> Path:
                         "the run's checkpoints are intact, so nothing is trained again")
 
 
+class RecordError(InputError):
+    """A file that is not a valid run record, or not the record of the run it should be."""
+
+
 def load_record(path: str | Path) -> RunRecord:
-    """The record at ``path``: a ValueError naming what to delete unless it is a valid record of the
-    run its file name says (``check_identity``)."""
+    """The record at ``path``: a ``RecordError`` naming what to delete unless it is a valid record
+    whose run name is its file name. (That the name and the spec a record carries describe the
+    same run is checked where runs are known: ``icd_lib.experiments.spec.check_record``.)"""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run record at {path}; train the run first (python -m icd_lib --help)")
     try:
         record = RunRecord.from_dict(json.loads(path.read_text()))
-        check_identity(record, path)
+        if record.name != path.stem:
+            raise ValueError(f"it is the record of run {record.name}, not of {path.stem}")
     except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a valid run record ({err}); delete it and rerun the run") from err
+        raise RecordError(f"{path} is not a valid run record ({err}); delete it and rerun the run") from err
     return record
-
-
-def check_identity(record: RunRecord, path: Path) -> None:
-    """ValueError unless ``record`` is the run its file ``path`` names and, where that is a run name
-    (``RunSpec.from_name``) and the record has a spec, the run its spec describes: a record copied
-    to another run's file name, or edited into another run, is refused."""
-    from icd_lib.experiments.spec import RunSpec, SpecError  # imported here: experiments builds on this module
-
-    if record.name != path.stem:
-        raise ValueError(f"it is the record of run {record.name}, not of {path.stem}")
-    if record.spec is None:
-        return
-    try:
-        named = RunSpec.from_name(record.name)
-    except SpecError:
-        return  # not a run name (a record made by calling train() directly)
-    if RunSpec.from_identity(record.spec) != named:
-        raise ValueError(f"its spec is that of run {RunSpec.from_identity(record.spec).name}, not of {record.name}")
 
 
 def load_records(results_dir: str | Path = "results", **filters) -> list[RunRecord]:

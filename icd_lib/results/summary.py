@@ -1,8 +1,8 @@
 """What the part II chapters compute from records: a plan group's runs, means and spreads over
 seeds, differences to a baseline with confidence intervals, and where the numbers came from.
 
-Every table of the book is a query here: ``plan_records`` (the complete records of a group) ->
-``experiment_rows`` (one row per experiment, seeds pooled) -> ``compare_to`` (difference to a
+Every table of the book is a query here, over the complete records of a plan group
+(``icd_lib.experiments.plans.plan_records``): ``experiment_rows`` (one row per experiment, seeds pooled) -> ``compare_to`` (difference to a
 baseline such as KD, with a t interval) -> ``provenance_line`` (plan, profile, seeds, device,
 commits) under it.
 """
@@ -10,38 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from icd_lib.results.records import RunRecord, load_record, record_path
+from icd_lib.results.records import RunRecord
 from icd_lib.utils import wrap_fields
-
-
-def plan_records(plan: str, group: str, out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
-    """(complete records, names of the runs still missing) of group ``group`` of plan ``plan``,
-    in the plan's order. The group's teachers are not included."""
-    from icd_lib.experiments.plans import get_plan  # the plans import the trainer: a caller with the specs can use named_records
-
-    groups = {g.name: g for g in get_plan(plan)}
-    if group not in groups:
-        raise ValueError(f"plan {plan!r} has no group {group!r}; its groups: {', '.join(groups)}")
-    return named_records([spec.name for spec in groups[group].specs], out)
-
-
-def named_records(names: Iterable[str], out: str | Path = ".") -> tuple[list[RunRecord], list[str]]:
-    """(complete records, names still missing) of the runs ``names``, in their order: a record is
-    complete when it exists under ``out/results`` and holds its final evaluation."""
-    found, missing = [], []
-    for name in names:
-        path = record_path(Path(out) / "results", name)
-        record = load_record(path) if path.is_file() else None
-        if record is not None and record.evaluation is not None:
-            found.append(record)
-        else:
-            missing.append(name)
-    return found, missing
 
 
 def label(record: RunRecord) -> str:

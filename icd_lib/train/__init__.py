@@ -1,6 +1,10 @@
-"""Training: the one loop (``loop``), checkpoints (``checkpoint``), the fast path (``fast``) and
-data parallelism (``distributed``). Runs described as specs are executed by ``icd_lib.experiments``."""
+"""Training: the one loop (``loop``), what it trains (``run_config``) and how (``options``), the
+run it builds (``prepare``), its loaders (``loaders``), checkpoints and resumption (``checkpoint``,
+``resume``), its record (``recording``), the fast path (``fast``) and data parallelism
+(``distributed``). Runs described as specs are executed by ``icd_lib.experiments``."""
 from icd_lib.train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
-from icd_lib.train.loop import TrainConfig, default_lr, train
+from icd_lib.train.loop import train
+from icd_lib.train.options import RunOptions
+from icd_lib.train.run_config import TrainConfig
 
-__all__ = ["CheckpointError", "TrainConfig", "default_lr", "load_checkpoint", "load_model_weights", "train"]
+__all__ = ["CheckpointError", "RunOptions", "TrainConfig", "load_checkpoint", "load_model_weights", "train"]

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from icd_lib.errors import UserError
 from icd_lib.utils import atomic_write, remove_partial_writes
 
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable, or belongs to a different run."""
 
 

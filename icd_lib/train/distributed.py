@@ -1,22 +1,22 @@
-"""Data-parallel training over several processes (``torchrun``), with ICD's negatives from the global batch.
+"""Data-parallel training over several processes (``torchrun``), with the global batch for methods that need it.
 
-Each process holds a replica of the student and of the objective's trainable parts (ICD's
-projection heads and ``tau``) and trains on its own block of every global batch
-(``GPUResidentLoader(..., rank=, world_size=)``). ``DistributedDataParallel`` averages the
+Each process holds a replica of the student and of the objective's trainable parts (projection
+heads, learned scales) and trains on its own block of every global batch
+(``GPUResidentLoader(..., shard=Shard(rank, world_size))``). ``DistributedDataParallel`` averages the
 gradients over processes after each backward pass.
 
-Cross-entropy and KD are means over images, so averaging the processes' gradients gives the
-global batch's gradient. ICD is not: its negatives are the other images of the batch. The
-authors' multi-GPU code uses each GPU's local batch only; here ``use_global_negatives`` makes
-each ``ICDLoss`` gather the embeddings of all processes (``all_gather_with_grad``), so the
-contrastive task sees the global batch, and the loss and the gradients equal those of one
-process on the concatenated batch (``tests/test_distributed.py`` checks this with two CPU
-processes).
+A loss that is a mean over images gets the global batch's gradient from that average. A loss
+that compares each image with the rest of the batch (contrastive negatives) does not: the
+processes' local batches are not the global one. ``wrap_for_ddp`` therefore offers every method
+of the objective ``gather_pair`` (``Objective.share_batch``, a hook of the loss interface): a
+method that takes it gathers its embeddings from all processes (``all_gather_with_grad``), and
+its loss and gradients equal those of one process on the concatenated batch
+(``tests/test_distributed.py`` checks this with two CPU processes). The trainer names no method.
 
-``icd_lib.train.loop.train(..., distributed=init_distributed())`` puts these pieces together
-(``torchrun --nproc_per_node=N -m icd_lib distill ... --distributed`` from the command line);
-``tests/test_distributed.py`` checks that one epoch on two CPU processes ends with the weights of
-one process on the global batches.
+``icd_lib.train.loop.train(..., how=RunOptions(distributed=init_distributed()))`` puts these
+pieces together (``torchrun --nproc_per_node=N -m icd_lib distill ... --distributed`` from the
+command line); ``tests/test_distributed.py`` checks that one epoch on two CPU processes ends with
+the weights of one process on the global batches.
 
 One difference remains by design: BatchNorm normalises with each process's own batch
 statistics. ``wrap_for_ddp(..., sync_batchnorm=True)`` converts it to ``SyncBatchNorm`` on CUDA.
@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from icd_lib.losses.icd import ICDLoss
+from icd_lib.losses.base import Objective
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -68,20 +68,10 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     return _AllGather.apply(x)
 
 
-def gather_embeddings(z_s: Tensor, z_t: Tensor) -> tuple[Tensor, Tensor, int]:
-    """The ``gather`` hook of ``ICDLoss``: (n, d) local embeddings -> (k*n, d) global ones, and the local offset."""
-    return all_gather_with_grad(z_s), all_gather_with_grad(z_t), dist.get_rank() * z_s.shape[0]
-
-
-def use_global_negatives(objective: nn.Module) -> int:
-    """Make every ``ICDLoss`` inside ``objective`` gather its negatives from all processes.
-
-    Returns how many losses were switched (0: the objective has no ICD term, nothing to gather).
-    """
-    losses = [m for m in objective.modules() if isinstance(m, ICDLoss)]
-    for loss in losses:
-        loss.gather = gather_embeddings
-    return len(losses)
+def gather_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(n, ...) tensors of this process -> the (k*n, ...) tensors of all processes, and the offset
+    of this process's rows: the ``gather`` that ``Objective.share_batch`` offers the methods."""
+    return all_gather_with_grad(a), all_gather_with_grad(b), dist.get_rank() * a.shape[0]
 
 
 @dataclass(frozen=True)
@@ -134,13 +124,13 @@ def per_process_batch_size(global_batch_size: int, world_size: int) -> int:
 
 
 def wrap_for_ddp(
-    student: nn.Module, objective: nn.Module, context: DistributedContext, sync_batchnorm: bool = False
+    student: nn.Module, objective: Objective, context: DistributedContext, sync_batchnorm: bool = False
 ) -> tuple[nn.Module, nn.Module]:
     """(student, objective) as DDP replicas whose gradients are averaged over processes.
 
-    The objective is wrapped only if it has trainable parameters (ICD's heads and ``tau``; CE
-    and KD have none) and is switched to global negatives. Build the optimizer from the
-    original modules' parameters (DDP shares them) and save the originals' state_dicts.
+    The objective is wrapped only if it has trainable parameters, and its methods are offered
+    the global batch (``Objective.share_batch``). Build the optimizer from the original
+    modules' parameters (DDP shares them) and save the originals' state_dicts.
     Wrap before ``torch.compile``, so that compilation sees DDP's communication buckets.
     """
     if sync_batchnorm:
@@ -149,7 +139,7 @@ def wrap_for_ddp(
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     student = DistributedDataParallel(student.to(context.device), device_ids=device_ids)
-    use_global_negatives(objective)
+    objective.share_batch(gather_pair)
     if any(p.requires_grad for p in objective.parameters()):
         objective = DistributedDataParallel(objective.to(context.device), device_ids=device_ids)
     return student, objective

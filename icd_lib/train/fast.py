@@ -16,7 +16,8 @@ Everything here also runs on the CPU, which is how the tests check it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import NamedTuple
 from dataclasses import dataclass
 
 import torch
@@ -36,15 +37,23 @@ def epoch_generator(seed: int, epoch: int, *stream: int, device: torch.device | 
     return torch.Generator(device=device).manual_seed(derive_seed(seed, epoch, *stream))
 
 
-class GPUResidentLoader:
-    """Batches (x, y, index) drawn from images held on one device; augmentation in batched ops.
+class Shard(NamedTuple):
+    """Process ``rank`` of ``world_size`` in a data-parallel job; ``Shard()``: the only process."""
 
-    images: (N, c, H, W) uint8 with c = len(mean), or c = 1 for grey images served as
-    len(mean) channels; labels: (N,) integer. Both are moved to ``device`` once.
+    rank: int = 0
+    world_size: int = 1
+
+
+class GPUResidentLoader:
+    """Batches (x, y, index) drawn from an ``ImageDataset`` held on one device; augmentation in batched ops.
+
+    The dataset's uint8 images (N, c, H, W), with c = len(mean) or c = 1 for grey images served
+    as len(mean) channels, and its (N,) labels are moved to ``device`` once; its mean, std and
+    ``augment`` switch say how batches are made.
 
     Each epoch (``set_epoch``, or the next one automatically on each ``iter``) orders the N
-    images by a permutation drawn from (seed, epoch) alone, the same as the plain path's
-    (``icd_lib.data.make_loader``) for the same seed. With ``augment``, each batch then gets
+    images (when ``shuffle``; else in dataset order) by a permutation drawn from (seed, epoch) alone, the same as the plain path's
+    (``icd_lib.data.make_loader``) for the same seed. With the dataset's ``augment``, each batch then gets
     ``icd_lib.data.transforms.random_crop_flip`` - the paper's RandomCrop(H, padding=4, zero fill)
     and horizontal flip, the very function of the plain path - drawn from a generator on the
     device seeded by (seed, epoch, rank), so no batch waits for the host. Finally ToTensor
@@ -57,76 +66,37 @@ class GPUResidentLoader:
     ``icd_lib.data.make_loader``: dropped only when shuffling and it would hold a single image
     (BatchNorm and in-batch negatives need two), and always under data parallelism.
 
-    With ``world_size > 1`` (data-parallel training) every process draws the same order, global
-    batch b is order[b*B*W:(b+1)*B*W] with B = ``batch_size`` per process, and process ``rank``
-    takes its ``rank``-th block of B: the processes' batches together hold exactly the images a
+    With ``shard=Shard(rank, world_size)``, world_size > 1 (data-parallel training), every process
+    draws the same order, global batch b is order[b*B*W:(b+1)*B*W] with B = ``batch_size`` per
+    process, and process ``rank`` takes its ``rank``-th block of B: the processes' batches together hold exactly the images a
     single process with batch size B*W would see. This needs ``drop_last=True`` (a smaller last
     batch cannot be split evenly).
     """
 
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        *,
-        device: torch.device | str | None = None,
-        augment: bool = True,
-        shuffle: bool = True,
-        padding: int = PAPER_CROP_PADDING,
-        drop_last: bool | None = None,
-        seed: int = 0,
-        channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-            got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images)
-            raise TypeError(f"images must be a uint8 tensor of shape (N, C, H, W), got {got}")
-        if not isinstance(labels, Tensor) or labels.shape != images.shape[:1] or labels.is_floating_point():
-            raise ValueError(
-                f"labels must be an integer tensor of shape ({images.shape[0]},), one per image; "
-                f"got {labels.dtype if isinstance(labels, Tensor) else type(labels)} "
-                f"of shape {tuple(getattr(labels, 'shape', ()))}"
-            )
-        if len(mean) != len(std) or images.shape[1] not in (1, len(mean)):
-            raise ValueError(
-                f"mean and std need one value per served channel and the images {len(mean)} or 1 channels; "
-                f"got {len(mean)} means, {len(std)} stds and {images.shape[1]}-channel images"
-            )
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {tuple(std)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if padding < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    def __init__(self, dataset: ImageDataset, batch_size: int, *, shuffle: bool = True, drop_last: bool | None = None,
+                 seed: int = 0, device: torch.device | str | None = None, channels_last: bool = False,
+                 shard: Shard = Shard()):
+        check_resident_input(dataset, batch_size, shard)
         if drop_last is None:
-            drop_last = world_size > 1 or (shuffle and images.shape[0] % batch_size == 1)
-        if world_size > 1 and not drop_last:
+            drop_last = shard.world_size > 1 or (shuffle and len(dataset) % batch_size == 1)
+        if shard.world_size > 1 and not drop_last:
             raise ValueError("data-parallel loading (world_size > 1) needs drop_last=True: a last, smaller batch cannot be split evenly")
-        if images.shape[0] < batch_size * world_size and drop_last:
+        if len(dataset) < batch_size * shard.world_size and drop_last:
             raise ValueError(
-                f"{images.shape[0]} images make no full batch of {batch_size} x {world_size} processes with drop_last=True"
+                f"{len(dataset)} images make no full batch of {batch_size} x {shard.world_size} processes with drop_last=True"
             )
-
-        self.device = torch.device(device) if device is not None else images.device
-        self.images = images.to(self.device).contiguous()
-        self.labels = labels.to(self.device, torch.int64)
+        self.device = torch.device(device) if device is not None else dataset.images.device
+        self.images = dataset.images.to(self.device).contiguous()
+        self.labels = dataset.labels.to(self.device, torch.int64)
         self.batch_size = batch_size
-        self.mean = channel_values(mean, self.device)  # (1, c, 1, 1), made once: no copy to the device per batch
-        self.std = channel_values(std, self.device)
-        self.augment = augment
+        self.mean = channel_values(dataset.mean, self.device)  # (1, c, 1, 1), made once: no copy to the device per batch
+        self.std = channel_values(dataset.std, self.device)
+        self.augment = dataset.augment
         self.shuffle = shuffle
-        self.padding = padding
         self.drop_last = drop_last
         self.seed = seed
         self.channels_last = channels_last
-        self.rank = rank
-        self.world_size = world_size
+        self.rank, self.world_size = shard
         self._next_epoch = 0
 
     @property
@@ -163,28 +133,32 @@ class GPUResidentLoader:
             index = order[start : start + self.batch_size]
             x = self.images[index]
             if self.augment:
-                x = random_crop_flip(x, generator=augmentation, padding=self.padding)
+                x = random_crop_flip(x, generator=augmentation, padding=PAPER_CROP_PADDING)
             yield normalize(x, self.mean, self.std, self.memory_format), self.labels[index], index
-
-    @classmethod
-    def from_dataset(cls, dataset: ImageDataset, batch_size: int, *, train: bool, **options) -> "GPUResidentLoader":
-        """The loader of an ``icd_lib.data`` dataset (``load_dataset(...)``): its uint8 images, labels,
-        mean and std and its augmentation switch; ``train`` shuffles as ``make_loader(..., train=)`` does.
-
-        ``options``: ``device``, ``seed``, ``channels_last``, ``rank``, ``world_size``, ``drop_last``.
-        """
-        if not isinstance(dataset, ImageDataset):
-            raise TypeError(
-                f"from_dataset needs an icd_lib.data.ImageDataset (from load_dataset), got {type(dataset).__name__}; "
-                "for other data pass uint8 images and labels to GPUResidentLoader directly"
-            )
-        return cls(
-            dataset.images, dataset.labels, batch_size, dataset.mean, dataset.std, augment=dataset.augment, shuffle=train, **options
-        )
 
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def check_resident_input(dataset: ImageDataset, batch_size: int, shard: Shard) -> None:
+    """TypeError or ValueError, saying what is wrong, unless a ``GPUResidentLoader`` can serve ``dataset``."""
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(
+            f"GPUResidentLoader needs an icd_lib.data.ImageDataset (from load_dataset, or built from uint8 images "
+            f"and labels), got {type(dataset).__name__}"
+        )
+    if dataset.images.shape[1] not in (1, len(dataset.mean)):
+        raise ValueError(
+            f"mean and std need one value per served channel and the images {len(dataset.mean)} or 1 channels; "
+            f"got {len(dataset.mean)} means and {dataset.images.shape[1]}-channel images"
+        )
+    if any(s <= 0 for s in dataset.std):
+        raise ValueError(f"std must be positive, got {tuple(dataset.std)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0 <= shard.rank < shard.world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={shard.rank}, world_size={shard.world_size}")
 
 
 @dataclass(frozen=True)
