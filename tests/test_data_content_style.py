@@ -21,7 +21,7 @@ INFO = dataset_info("content_style")
 
 @pytest.fixture(scope="module")
 def digits_train():
-    return ContentStyleDataset(content="digits", train=True, style_mode="spurious", spurious_strength=0.9, augment=False)
+    return ContentStyleDataset(content="digits", train=True, style_mode="spurious", spurious_strength=0.9).with_augment(False)
 
 
 def pixels(dataset, image):
@@ -214,7 +214,7 @@ def _refuse_download(*args, **kwargs):
 
 @pytest.mark.needs("fashion_mnist")
 def test_fashion_mnist_content(tmp_path):
-    ds = ContentStyleDataset(content="fashion_mnist", train=False, size=100, root=tmp_path, augment=False)
+    ds = ContentStyleDataset(content="fashion_mnist", train=False, size=100, root=tmp_path)
     assert ds.class_names[0] == "T-shirt/top" and ds.class_counts().tolist() == [10] * 10
     image = pixels(ds, ds.render(0, flat_style()))
     expected = torch.zeros(32, 32)

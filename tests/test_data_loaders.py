@@ -203,3 +203,13 @@ def test_derive_seed_depends_on_every_part():
     seeds = {derive_seed(a, b) for a, b in itertools.product(range(10), range(10))}
     assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)
     assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
+
+
+def test_with_augment_switches_crop_and_flip_without_touching_the_original():
+    images = torch.randint(1, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    augmented = ImageDataset(images, torch.arange(6) % 2, ["a", "b"], (0.5,) * 3, (0.25,) * 3, augment=True)
+    plain = augmented.with_augment(False)
+    assert augmented.augment and not plain.augment and plain.images is augmented.images
+    expected = (images.float() / 255 - 0.5) / 0.25  # ToTensor then Normalize, written out
+    torch.testing.assert_close(torch.stack([plain[i][0] for i in range(6)]), expected)
+    assert any(not torch.equal(augmented[i][0], expected[i]) for i in range(6))  # the original still crops and flips

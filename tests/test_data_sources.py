@@ -233,7 +233,7 @@ def test_cifar100_pickles_are_read(tmp_path, accept_any_checksum):
     train, test = pattern_images(12, seed=1), pattern_images(5, seed=2)
     train_labels, test_labels = [3, 99, 0, 42] * 3, [7, 8, 9, 10, 11]
     write_cifar100(tmp_path, train, train_labels, test, test_labels)
-    ds = load_dataset("cifar100", train=True, root=tmp_path, download=False, augment=False)
+    ds = load_dataset("cifar100", train=True, root=tmp_path, download=False).with_augment(False)
     assert len(ds) == 12 and ds.class_names == CIFAR100_CLASSES
     assert torch.equal(ds.images, torch.from_numpy(train))  # (N, 3, 32, 32): R, G, B planes in order
     mean, std = dataset_info("cifar100").mean, dataset_info("cifar100").std
@@ -264,7 +264,7 @@ def test_stl10_binary_is_read_and_resized(tmp_path, accept_any_checksum):
         return images
 
     write_stl10(tmp_path, halves(4), [0, 9, 3, 3], halves(2), [1, 2])
-    ds = load_dataset("stl10", train=True, root=tmp_path, download=False, augment=False)
+    ds = load_dataset("stl10", train=True, root=tmp_path, download=False).with_augment(False)
     assert ds.images.shape == (4, 3, 32, 32)
     assert ds.labels.tolist() == [0, 9, 3, 3] and ds.class_names[7] == "monkey"
     img = ds.images[0].int()
@@ -276,7 +276,7 @@ def test_stl10_binary_is_read_and_resized(tmp_path, accept_any_checksum):
 
 def test_tiny_imagenet_layout_val_reorganised_once(tmp_path):
     base = write_tiny_imagenet(tmp_path)
-    train = load_dataset("tiny_imagenet", train=True, root=tmp_path, download=False, augment=False)
+    train = load_dataset("tiny_imagenet", train=True, root=tmp_path, download=False).with_augment(False)
     assert train.images.shape == (9, 3, 32, 32)
     assert train.labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3  # the order of wnids.txt, not sorted
     assert train.class_names == ("thing number 2, other name", "thing number 1, other name", "thing number 3, other name")
@@ -311,7 +311,7 @@ def test_fashion_mnist_from_debian_style_gz_files(tmp_path, monkeypatch):
     write_fashion_mnist_gz(debian, train, np.arange(20) % 10, test, [9, 8, 7, 6, 5, 4])
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST_DIR", debian)
     root = tmp_path / "data"
-    ds = load_dataset("fashion_mnist", train=True, root=root, download=False, augment=False)
+    ds = load_dataset("fashion_mnist", train=True, root=root, download=False).with_augment(False)
     assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(sources.FASHION_MNIST_FILES)
     assert ds.images.shape == (20, 1, 32, 32) and ds.class_names[9] == "Ankle boot"
     assert torch.equal(ds.images[:, 0, 2:30, 2:30], torch.from_numpy(train))

@@ -80,11 +80,28 @@ def model_name(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per job, sharing the option groups of ``option_groups``."""
     formatter = argparse.RawDescriptionHelpFormatter
     epilog = EPILOG.format(methods=", ".join(METHOD_WEIGHTS), models=", ".join(MODEL_NAMES))
     parser = argparse.ArgumentParser(prog="python -m icd_lib", description=DESCRIPTION, epilog=epilog, formatter_class=formatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common, training, recipe, parallel = option_groups()
 
+    def add(name: str, help_: str, parents: list) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_, description=help_, parents=parents, epilog=epilog, formatter_class=formatter)
+
+    add_training_commands(add, common, training, recipe, parallel)
+    evaluate = add("evaluate", "test accuracy of a saved model", [common])
+    evaluate.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train-teacher/distill")
+    evaluate.add_argument("--student", type=model_name, default=None, help="its architecture (default: as recorded)")
+    evaluate.add_argument("--teacher-ckpt", default=None, help="also report the class-mean logit difference to this teacher")
+    add_plan_command(add("plan", "the book's experiments as a plan: --status, --run, --list or --index I",
+                         [common, training, recipe]))
+    return parser
+
+
+def option_groups() -> tuple[argparse.ArgumentParser, ...]:
+    """(common, training, recipe, parallel): the options several subcommands share."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", choices=list(PROFILES), default=None,
                         help="compute profile (default: $ICD_PROFILE, else book)")
@@ -108,35 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
              "--distributed): each process takes 1/N of every batch on its own device (cuda:LOCAL_RANK, else the CPU "
              "with gloo), ICD's negatives come from the whole batch, rank 0 writes checkpoints and the record",
     )
+    return common, training, recipe, parallel
 
-    def add(name: str, help_: str, parents: list) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_, description=help_, parents=parents, epilog=epilog, formatter_class=formatter)
 
+def add_training_commands(add, common, training, recipe, parallel) -> None:
+    """``train-teacher``, ``distill`` and ``sweep``."""
     teacher = add("train-teacher", "train a profile's teacher with cross-entropy", [common, training, parallel])
     teacher.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
     teacher.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-
     distill = add("distill", "distil a student from a teacher with one method", [common, training, parallel, recipe])
     distill.add_argument("--method", choices=list(METHOD_WEIGHTS), default="icd+kd",
                          help="recipe of loss weights (default: icd+kd; 'student' = no distillation)")
-    distill.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
-    distill.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
     distill.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-
-    evaluate = add("evaluate", "test accuracy of a saved model", [common])
-    evaluate.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train-teacher/distill")
-    evaluate.add_argument("--student", type=model_name, default=None, help="its architecture (default: as recorded)")
-    evaluate.add_argument("--teacher-ckpt", default=None, help="also report the class-mean logit difference to this teacher")
-
     sweep = add("sweep", "run methods x seeds and print the comparison table", [common, training, recipe])
     sweep.add_argument("--method", nargs="+", choices=list(METHOD_WEIGHTS), default=["student", "kd", "icd", "icd+kd"],
                        help="methods to run (default: student kd icd icd+kd)")
     sweep.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="seeds (default: the profile's)")
-    sweep.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
-    sweep.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
+    for command in (distill, sweep):
+        command.add_argument("--student", type=model_name, default=None, help="student model (default: the profile's)")
+        command.add_argument("--teacher", type=model_name, default=None, help="teacher model (default: the profile's)")
 
-    plan = add("plan", "the book's experiments as a plan: --status, --run, --list or --index I",
-               [common, training, recipe])
+
+def add_plan_command(plan: argparse.ArgumentParser) -> None:
+    """``plan NAME``'s arguments: one action, and which group, how many workers, where to run from."""
     plan.add_argument("name", help="plan name: book (the rendered book, CPU), paper (CIFAR-100, GPU) or smoke")
     action = plan.add_mutually_exclusive_group(required=True)
     action.add_argument("--status", action="store_true", help="runs done / running / pending per group and time left")
@@ -150,7 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="runs at once (default: one single-threaded run per CPU core; 4 on a GPU)")
     plan.add_argument("--no-worktree", action="store_true",
                       help="run from this checkout instead of a worktree at the committed revision")
-    return parser
 
 
 def device_name(text: str) -> str:

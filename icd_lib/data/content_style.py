@@ -163,7 +163,8 @@ class ContentStyleDataset(ImageDataset):
     """Real content under generated style; items ``(image (3, 32, 32) normalised, label, index)``.
 
     Deterministic given ``seed`` (which picks the ``size`` subset and draws the styles; train and
-    test draw different styles). ``augment`` (default: ``train``) adds the paper's crop and flip.
+    test draw different styles). The training split is augmented with the paper's crop and flip
+    (``with_augment`` switches it).
     ``size`` is at most the content's split: 60,000 train / 10,000 test images of Fashion-MNIST,
     1,438 / 359 of the digits (also where they stand in for a missing Fashion-MNIST); a larger one
     is a ValueError before anything is rendered. ``content_source`` says which content was used.
@@ -179,7 +180,6 @@ class ContentStyleDataset(ImageDataset):
         seed: int = 0,
         root: str | Path | None = None,
         download: bool | None = None,
-        augment: bool | None = None,
     ) -> None:
         if style_mode not in STYLE_MODES:
             raise InputError(f"unknown style_mode {style_mode!r}; valid: {', '.join(STYLE_MODES)}")
@@ -200,7 +200,7 @@ class ContentStyleDataset(ImageDataset):
         info = dataset_info("content_style")
         super().__init__(
             render_images(content_images, self.styles), labels, class_names, info.mean, info.std,
-            augment=train if augment is None else augment, seed=seed,
+            augment=train, seed=seed,
         )
 
     def style_of(self, index: int) -> dict:

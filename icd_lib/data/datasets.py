@@ -17,7 +17,6 @@ def load_dataset(
     train: bool,
     root: str | os.PathLike | None = None,
     download: bool | None = None,
-    augment: bool | None = None,
     size: int | None = None,
     seed: int = 0,
     normalize_like: str | None = None,
@@ -31,7 +30,8 @@ def load_dataset(
                A dataset that is missing and cannot be downloaded raises ``DatasetNotFoundError``
                (a ``FileNotFoundError``) that says how to get it; one whose files are there but
                unreadable raises ``DatasetCorruptError`` (a ``ValueError``) naming what to delete.
-    augment:   the paper's RandomCrop(32, padding=4) + horizontal flip; default: ``train``.
+    The training split is augmented with the paper's RandomCrop(32, padding=4) + horizontal flip,
+    the test split is not (``ImageDataset.with_augment`` switches it).
     size:      a class-stratified subset of this many items, chosen with ``seed`` (None: all).
     normalize_like: normalise with another dataset's mean/std (e.g. ``"cifar100"`` to feed STL-10 to a
                network trained on CIFAR-100); default: this dataset's own.
@@ -45,7 +45,7 @@ def load_dataset(
     if name == "content_style":
         if normalize_like is not None:
             raise TypeError("normalize_like is not supported for content_style (it is served scaled to [-1, 1])")
-        return ContentStyleDataset(train=train, size=size, seed=seed, root=root, download=download, augment=augment, **kwargs)
+        return ContentStyleDataset(train=train, size=size, seed=seed, root=root, download=download, **kwargs)
     if kwargs:
         raise TypeError(f"unexpected arguments for {name!r}: {', '.join(kwargs)} (they apply to content_style only)")
     stats = dataset_info(normalize_like) if normalize_like is not None else info
@@ -56,7 +56,7 @@ def load_dataset(
         keep = stratified_indices(labels, size, seed)
         images, labels = images[keep], labels[keep]
     return ImageDataset(
-        images, labels, raw.class_names, stats.mean, stats.std, augment=train if augment is None else augment, seed=seed
+        images, labels, raw.class_names, stats.mean, stats.std, augment=train, seed=seed
     )
 
 

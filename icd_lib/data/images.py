@@ -1,6 +1,7 @@
 """One in-memory dataset class for every source: uint8 images, labels, augmentation, normalisation."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,6 +82,13 @@ class ImageDataset(Dataset):
         if self.augment:
             images = random_crop_flip(images, self.generator if generator is None else generator)
         return normalize(images, self.mean, self.std)
+
+    def with_augment(self, augment: bool) -> "ImageDataset":
+        """The same items (sharing their tensors), with the paper's crop and flip switched on or off."""
+        dataset = copy.copy(self)
+        dataset.augment = augment
+        dataset.generator = torch.Generator().manual_seed(self.generator.initial_seed())
+        return dataset
 
     def reseed_augmentation(self, seed: int) -> None:
         """Restart the augmentation's random stream at ``seed`` (the loader calls this every epoch)."""

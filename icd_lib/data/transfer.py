@@ -36,6 +36,6 @@ def transfer_digits(train: bool, like_dataset: str) -> ImageDataset:
 def styled_transfer_digits(train: bool, like_dataset: str) -> ImageDataset:
     """The digits' split in random content/style styles (seed 0: the same images for every model),
     (3, 32, 32) uint8, never augmented, normalised like ``like_dataset``."""
-    styled = ContentStyleDataset(content="digits", train=train, style_mode="random", seed=0, augment=False)
+    styled = ContentStyleDataset(content="digits", train=train, style_mode="random", seed=0).with_augment(False)
     stats = dataset_info(like_dataset)
     return ImageDataset(styled.images, styled.labels, DIGITS_CLASSES, stats.mean, stats.std, augment=False)
