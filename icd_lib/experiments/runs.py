@@ -82,7 +82,7 @@ def load_test_set(spec: RunSpec, data_root: str | Path | None = None) -> ImageDa
     """The test set of ``spec``'s profile and dataset (a class-stratified subset drawn with seed 0;
     content/style test data is always in random style)."""
     extra = {"style_mode": "random"} if spec.dataset == "content_style" else {}
-    return load_dataset(spec.dataset, train=False, root=data_root, size=spec.settings.test_size, seed=0, **extra)
+    return load_dataset(spec.dataset, train=False, root=data_root, size=spec.profile_settings.test_size, seed=0, **extra)
 
 
 def load_train_set(spec: RunSpec, data_root: str | Path | None = None) -> ImageDataset:
@@ -258,7 +258,7 @@ def train_spec(spec: RunSpec, data: tuple[ImageDataset, ImageDataset], teacher: 
     record it writes has no evaluation yet. ``DataLoader`` workers default to the profile's."""
     train_set, test_set = data
     if how.num_workers is None:
-        how = replace(how, num_workers=spec.settings.num_workers)
+        how = replace(how, num_workers=spec.profile_settings.num_workers)
     run_info = {"role": "teacher" if spec.is_teacher else "student", "profile": spec.profile, "dataset": spec.dataset,
                 "train_size": len(train_set), "test_size": len(test_set), "spec": spec.identity()}
     if teacher is not None:

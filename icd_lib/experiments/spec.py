@@ -137,12 +137,12 @@ class RunSpec:
         return self.method == TEACHER
 
     @property
-    def settings(self) -> Profile:
+    def profile_settings(self) -> Profile:
         return get_profile(self.profile)
 
     @property
     def name(self) -> str:
-        profile = self.settings
+        profile = self.profile_settings
         parts = [self.profile]
         if self.dataset != profile.dataset:
             parts.append(self.dataset)
@@ -189,7 +189,7 @@ class RunSpec:
 
     def train_config(self) -> TrainConfig:
         """The ``TrainConfig`` of this run: its objective and the profile's optimiser recipe."""
-        profile = self.settings
+        profile = self.profile_settings
         return TrainConfig(
             method="student" if self.is_teacher else self.method,
             weights=self.term_weights(),

@@ -66,7 +66,7 @@ class TrainingDiverged(UserError, FloatingPointError):
     """The training loss became infinite or NaN; the message names the learning rate and weights."""
 
 
-def evaluate_test_set(run: Run) -> dict[str, float]:
+def test_accuracy(run: Run) -> dict[str, float]:
     """{"top1", "top5"} in percent; under data parallelism measured by rank 0 and sent to every process."""
     if run.distributed is None:
         return accuracy(run.student, run.test_loader, topk=(1, 5))
@@ -172,7 +172,7 @@ def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: flo
 
     ``stage="init"``: an initialisation-stage epoch, marked so and never the best epoch.
     """
-    test = evaluate_test_set(run)
+    test = test_accuracy(run)
     entry = {
         **({"stage": stage} if stage is not None else {}),
         "epoch": epoch + 1,
