@@ -266,12 +266,9 @@ def _heatmap_arrays(matrices: Mapping[str, object], tick_labels) -> dict[str, np
     return arrays
 
 
-def _colour_scale(arrays: Mapping[str, np.ndarray], cmap: str, limits: Mapping[str, float | None]) -> _ColourScale:
-    """The scale over all matrices, or from ``limits``' vmin and vmax; a signed one is "RdBu_r" centred at 0."""
-    unknown = sorted(set(limits) - {"vmin", "vmax"})
-    if unknown:
-        raise TypeError(f"plot_heatmaps() got unexpected keyword arguments {unknown}")
-    low, high = limits.get("vmin"), limits.get("vmax")
+def _colour_scale(arrays: Mapping[str, np.ndarray], cmap: str, value_range: tuple) -> _ColourScale:
+    """The scale over all matrices, with either end fixed by ``value_range``; a signed one is "RdBu_r" centred at 0."""
+    low, high = value_range
     low = min(a.min() for a in arrays.values()) if low is None else low
     high = max(a.max() for a in arrays.values()) if high is None else high
     if low < 0 < high:
@@ -305,19 +302,19 @@ def plot_heatmaps(
     cmap: str = "viridis",
     annotate: bool = False,
     tick_labels: Sequence[str] | None = None,
-    **limits: float | None,
+    value_range: tuple[float | None, float | None] = (None, None),
 ) -> Figure:
     """Matrices on one shared colour scale, each titled by its name, at most three (two with
     ``tick_labels``) to a row.
 
-    matrices: name -> (rows, cols) array. The colour scale spans all matrices unless ``vmin``
-    and ``vmax`` (the only keywords ``limits`` takes) are given. Signed matrices (entries on
+    matrices: name -> (rows, cols) array. The colour scale spans all matrices; ``value_range``
+    (low, high) fixes either end (None: the matrices' own). Signed matrices (entries on
     both sides of 0) always get the diverging map "RdBu_r" centred at 0; ``cmap`` colours the
     others. ``annotate`` writes each entry (for small matrices). ``tick_labels`` (class names,
     say) label both axes, so each matrix must be (len, len); the x labels are turned 45 degrees.
     """
     arrays = _heatmap_arrays(matrices, tick_labels)
-    scale = _colour_scale(arrays, cmap, limits)
+    scale = _colour_scale(arrays, cmap, value_range)
     columns = min(len(arrays), 2 if tick_labels is not None else 3)
     rows = math.ceil(len(arrays) / columns)
     panel = (FIGURE_WIDTH - 1.0) / columns
