@@ -101,6 +101,10 @@ def test_after_a_stop_later_cells_do_nothing_until_a_records_cell_succeeds(shell
     stop = register_chapter_stop(shell)
     assert register_chapter_stop(shell) is stop  # once per shell
     shell.user_ns["MissingRecordsError"] = MissingRecordsError
+    shell.run_cell("raise MissingRecordsError('outside a chapter')")  # no RECORDS: nothing skipped
+    assert shell.run_cell("outside = 1").success and shell.user_ns["outside"] == 1
+    capsys.readouterr()
+    shell.run_cell("RECORDS = None  # the chapter's parameters cell")
     failed = shell.run_cell("before = 1\nraise MissingRecordsError('make them with `python -m icd_lib x`')")
     assert not failed.success and isinstance(failed.error_in_exec, MissingRecordsError)
     said = capsys.readouterr().out

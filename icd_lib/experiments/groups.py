@@ -8,10 +8,11 @@ A chapter stops cleanly where its records are missing. Its setup cell (the first
 calls :func:`require_groups`, which raises :class:`MissingRecordsError` naming the one command
 that makes them and what it costs. Inside IPython, importing this module registers a handler for
 that error: the cell's output is the message alone (no traceback), the cell fails (so "Run all"
-in Jupyter or Colab, and nbclient, stop there), and every later cell of the session does nothing
-and shows nothing, even where an executor runs on past errors (``--allow-errors``), so no output
-beneath the message can look fresh. A later cell that names ``RECORDS`` (the parameters and
-setup cells) still runs; when one succeeds, the chapter runs normally again.
+in Jupyter or Colab, and nbclient, stop there), and in a chapter (a session whose parameters
+cell defined ``RECORDS``) every later cell does nothing and shows nothing, even where an
+executor runs on past errors (``--allow-errors``), so no output beneath the message can look
+fresh. A later cell that names ``RECORDS`` (the parameters and setup cells) still runs; when one
+succeeds, the chapter runs normally again.
 """
 from __future__ import annotations
 
@@ -24,16 +25,11 @@ from pathlib import Path
 
 from icd_lib.config import get_profile
 from icd_lib.errors import UserError
-from icd_lib.experiments.plans import get_plan, plan_specs
+from icd_lib.experiments.plans import get_plan, plan_records, plan_specs
 from icd_lib.experiments.runs import execute, is_complete
 from icd_lib.experiments.spec import RunSpec
 from icd_lib.results.records import RunRecord
 from icd_lib.utils import wrap_fields
-
-try:
-    from icd_lib.experiments.plans import plan_records
-except ImportError:  # until plan_records has moved from results.summary to experiments.plans
-    from icd_lib.results.summary import plan_records
 
 CHEAP_PROFILES = ("smoke",)
 # The two comparisons the chapters show, like the paper's Tables 1 and 2: per plan, the group and
@@ -64,8 +60,9 @@ class ChapterStop:
 
     def show(self, shell, etype, value, tb, tb_offset=None) -> list[str]:
         """``set_custom_exc``'s handler: stop, and show the message as the cell's error output,
-        its whole traceback (wrapped to 88 columns, a `command` kept on one line); the cell still fails."""
-        self.stopped = True
+        its whole traceback (wrapped to 88 columns, a `command` kept on one line); the cell still fails.
+        Later cells are skipped only in a chapter (its parameters cell defines ``RECORDS``)."""
+        self.stopped = RESUME_MARK in shell.user_ns
         text = re.sub(r"`[^`]*`", lambda m: m[0].replace(" ", "\0"), f"{etype.__name__}: {value}")
         stb = [textwrap.fill(text, 88, break_on_hyphens=False, break_long_words=False).replace("\0", " ")]
         shell._showtraceback(etype, value, stb)  # IPython ignores what the handler returns
