@@ -18,3 +18,8 @@ class UserError(Exception):
 
 class InputError(UserError, ValueError):
     """A value the user gave (a name, a number, a file's contents) that cannot be used."""
+
+
+class MissingRecordsError(UserError, RuntimeError):
+    """A chapter needs records that are neither here nor fetchable, or that the plan runner has
+    not made yet; the message names the one command that makes them and what it costs."""

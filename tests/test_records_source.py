@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from icd_lib.experiments.groups import MissingRecordsError
-from icd_lib.results import source
-from icd_lib.results.source import RecordsUnavailableError, fetch_book_records, records_folder
+from icd_lib.experiments import source
+from icd_lib.experiments.source import RecordsUnavailableError, fetch_book_records, records_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"results/book-kd-resnet8-seed0.json": b'{"last_top1": 88.12}\n',
@@ -183,7 +183,7 @@ def test_the_committed_manifest_lists_every_committed_record_and_checkpoint_as_c
     assert not stale and not extra, (
         f"{source.MANIFEST} is out of date ({len(stale)} committed files missing or different, e.g. "
         f"{stale[:3]}; {len(extra)} listed but not committed, e.g. {extra[:3]}): run "
-        "`python -m icd_lib.results.source --write-manifest` and commit it")
+        "`python -m icd_lib.experiments.source --write-manifest` and commit it")
 
 
 def test_write_manifest_lists_the_tracked_files_only(tmp_path, repo):

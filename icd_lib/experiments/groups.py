@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from icd_lib.config import get_profile
-from icd_lib.errors import UserError
+from icd_lib.errors import MissingRecordsError
 from icd_lib.experiments.plans import get_plan, plan_records, plan_specs
 from icd_lib.experiments.runs import execute, is_complete
 from icd_lib.experiments.spec import RunSpec
@@ -39,10 +39,6 @@ COMPARISONS = {
     "A": {None: ("comparison-a", None), "paper": ("table-1", ("wrn_40_2", "wrn_16_2"))},
     "B": {None: ("comparison-b", None), "paper": ("table-2", ("vgg13", "mobilenetv2"))},
 }
-
-
-class MissingRecordsError(UserError, RuntimeError):
-    """A chapter needs records that the plan runner has not made yet."""
 
 
 RESUME_MARK = "RECORDS"  # a cell naming it (parameters, setup) runs after a stop

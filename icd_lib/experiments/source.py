@@ -14,7 +14,7 @@ repository URL (``https://github.com/<owner>/<name>``) is read at the commit fro
 raw.githubusercontent.com; any other URL is taken as the folder holding the repository's files
 (``file:///path/to/clone``, a mirror). The manifest lists the committed records and teachers'
 checkpoints; after committing records, regenerate it with
-``python -m icd_lib.results.source --write-manifest``.
+``python -m icd_lib.experiments.source --write-manifest``.
 """
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from icd_lib.config import get_profile
 from icd_lib.data.sources import checkout_root, user_cache_dir
-from icd_lib.experiments.groups import MissingRecordsError
+from icd_lib.errors import MissingRecordsError
 from icd_lib.utils import atomic_write, installed_from
 
 RECORDS_ENV = "ICD_RECORDS"
@@ -42,7 +43,7 @@ REPO_ENV = "ICD_BOOK_REPO"
 MANIFEST = "results/MANIFEST.tsv"
 MANIFEST_HEADER = (
     "# The book's committed records and teachers' checkpoints: sha256, bytes, path in the repository.\n"
-    "# Regenerate after committing records: python -m icd_lib.results.source --write-manifest\n"
+    "# Regenerate after committing records: python -m icd_lib.experiments.source --write-manifest\n"
 )
 FETCHED_SUFFIXES = (".json", ".pt")  # what the manifest lists of the committed results/ and checkpoints/
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
@@ -167,8 +168,7 @@ def copy_url(url: str, path: str, progress: Callable[[int], object]) -> None:
 
 def unavailable(reason: str) -> RecordsUnavailableError:
     """The one message for records that cannot be had: why, how to point at them, how to make them."""
-    from icd_lib.config import get_profile
-    from icd_lib.experiments.plans import get_plan, plan_specs
+    from icd_lib.experiments.plans import get_plan, plan_specs  # the plans load the trainer: only on failure
 
     runs = len(plan_specs(get_plan("book")))
     return RecordsUnavailableError(
@@ -226,7 +226,7 @@ def write_manifest(root: str | os.PathLike) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m icd_lib.results.source",
+        prog="python -m icd_lib.experiments.source",
         description="Print the folder holding the book's records (fetching them if needed).")
     parser.add_argument("--write-manifest", action="store_true",
                         help=f"write {MANIFEST} of this checkout from its committed records and checkpoints")
