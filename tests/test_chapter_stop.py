@@ -128,6 +128,9 @@ def test_training_called_as_a_chapter_calls_it_shows_a_progress_bar_with_time_le
     from icd_lib.experiments.runs import execute
     from icd_lib.experiments.spec import make_spec
 
-    execute(make_spec("smoke", "student"), tmp_path)  # as the chapters call it: no progress argument
+    spec = make_spec("smoke", "student", epochs=2)
+    execute(spec, tmp_path)  # as the chapters call it: no progress argument
     shown = capsys.readouterr().err
     assert re.search(r"\d+/\d+ \[\d\d:\d\d<\d\d:\d\d", shown), shown[-2000:]  # done/total [elapsed<left
+    # and one bar over the run's epochs, whose time left is the run's
+    assert re.search(re.escape(spec.name) + r":\s+50%.*1/2 \[\d\d:\d\d<\d\d:\d\d", shown), shown[-2000:]

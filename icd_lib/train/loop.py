@@ -263,15 +263,21 @@ def start_segment(run: Run, last_path) -> Progress:
 
 
 def train_epochs(run: Run, state: Progress, finish_epoch: Callable[[dict], None]) -> None:
-    """The epochs still to train: the initialisation stage's, then the main ones."""
+    """The epochs still to train: the initialisation stage's, then the main ones, under a bar
+    over the run's epochs (its time left is the run's; each epoch has a bar over its batches)."""
     main_done = state.main_epochs_done
-    for stage_epoch in range(len(state.history) - main_done, run.stage_epochs):
-        started = time.perf_counter()
-        trained = train_stage_epoch(run, stage_epoch)
-        finish_epoch(end_epoch(run, state, stage_epoch, trained, started, "init"))
-    if run.stage is not None:
-        for parameter in run.stage.frozen_parameters():
-            parameter.requires_grad_(False)  # the main optimizer leaves them out; no gradients either
-    for epoch in range(main_done, run.config.epochs):
-        started = time.perf_counter()
-        finish_epoch(end_epoch(run, state, epoch, train_one_epoch(run, epoch), started))
+    bar = tqdm(total=run.stage_epochs + run.config.epochs, initial=len(state.history), desc=run.config.run_name,
+               unit="epoch", disable=not (run.how.progress and run.is_main), leave=False)
+    with bar:
+        for stage_epoch in range(len(state.history) - main_done, run.stage_epochs):
+            started = time.perf_counter()
+            trained = train_stage_epoch(run, stage_epoch)
+            finish_epoch(end_epoch(run, state, stage_epoch, trained, started, "init"))
+            bar.update()
+        if run.stage is not None:
+            for parameter in run.stage.frozen_parameters():
+                parameter.requires_grad_(False)  # the main optimizer leaves them out; no gradients either
+        for epoch in range(main_done, run.config.epochs):
+            started = time.perf_counter()
+            finish_epoch(end_epoch(run, state, epoch, train_one_epoch(run, epoch), started))
+            bar.update()
