@@ -3,7 +3,6 @@ gradients, clear errors; and the stage in the training loop (first, alone, resum
 to methods without one)."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

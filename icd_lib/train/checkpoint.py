@@ -15,7 +15,6 @@ epochs only, and there is no ``best.pt`` until the first main epoch.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 from icd_lib.results.records import RunRecord, host_info, portable_path, provenance
 from icd_lib.train.checkpoint import is_main_epoch
