@@ -144,8 +144,10 @@ def test_committed_records_and_checkpoints_fit_the_size_budget():
                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     total = sum((REPO / path).stat().st_size for path in listed if (REPO / path).is_file())
     assert total <= SIZE_BUDGET_MB * 2**20, f"{total / 2**20:.1f} MB of records and checkpoints, budget {SIZE_BUDGET_MB} MB"
-    students = [p for p in listed if p.startswith("checkpoints/") and "-teacher-" not in p]
-    assert not students, f"student checkpoints are not committed (the records hold what chapters show): {students}"
+    students = {p.split("/")[1] for p in listed if p.startswith("checkpoints/") and "-teacher-" not in p}
+    explored = {"book-content_style-student-resnet8-seed0", "book-content_style-icd+kd-resnet8-from-resnet20-seed0"}
+    assert students <= explored, f"student checkpoints are not committed (the records hold what chapters show), " \
+                                 f"except the two the style explorer runs: {sorted(students - explored)}"
     assert "results/README.md" in listed and f"{SIZE_BUDGET_MB} MB" in (REPO / "results" / "README.md").read_text()
 
 
