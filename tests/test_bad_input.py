@@ -77,14 +77,14 @@ def teacher_on_disk(out, history_in_checkpoint: list[dict], run_name: str | None
     student = make_spec("smoke", "kd")
     teacher = student.teacher_spec()
     history = [{"epoch": 1, "train_loss": 1.25, "test_top1": 61.5, "test_top5": 95.0}]
-    save_record(RunRecord(name=teacher.name, role="teacher", method="student", student=teacher.student, teacher=None,
+    save_record(RunRecord(name=teacher.name, role="teacher", method="student", model=teacher.model, teacher=None,
                           seed=0, config={}, history=history, best_top1=61.5, best_top5=95.0, best_epoch=1,
                           last_top1=61.5, last_top5=95.0, wall_time_s=1.0, device="cpu", spec=teacher.identity(),
                           evaluation={"probe": {}}), runs.results_dir(out))
-    model = runs.new_model(teacher.student, teacher.dataset, 0)
-    save_checkpoint({"config": {"student": teacher.student, "run_name": run_name or teacher.name}, "epoch": 1,
-                     "student": model.state_dict(), "history": history_in_checkpoint, "best_top1": 61.5,
-                     "best_epoch": 1, "best_student": model.state_dict(), "run_info": {"dataset": teacher.dataset}},
+    model = runs.new_model(teacher.model, teacher.dataset, 0)
+    save_checkpoint({"config": {"model": teacher.model, "run_name": run_name or teacher.name}, "epoch": 1,
+                     "model": model.state_dict(), "history": history_in_checkpoint, "best_top1": 61.5,
+                     "best_epoch": 1, "best_model": model.state_dict(), "run_info": {"dataset": teacher.dataset}},
                     runs.checkpoint_dir(out, teacher.name) / "last.pt")
     return student
 
@@ -119,7 +119,7 @@ def test_a_record_with_an_impossible_accuracy_is_not_printed_by_sweep(capsys, tm
     from icd_lib.results import RunRecord, save_record
 
     spec = make_spec("smoke", "student")
-    save_record(RunRecord(name=spec.name, role="student", method="student", student=spec.student, teacher=None, seed=0,
+    save_record(RunRecord(name=spec.name, role="student", method="student", model=spec.model, teacher=None, seed=0,
                           config={}, history=[{"epoch": 1}], best_top1=1e6, best_top5=95.0, best_epoch=1,
                           last_top1=1e6, last_top5=95.0, wall_time_s=1.0, device="cpu", spec=spec.identity(),
                           evaluation={"probe": {}}), tmp_path / "results")

@@ -72,7 +72,7 @@ def test_missing_checkpoint_is_a_message_not_a_traceback(capsys, tmp_path):
 
 
 def complete_record(spec, last_top1: float) -> RunRecord:
-    return RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+    return RunRecord(name=spec.name, role="student", method=spec.method, model=spec.model, teacher=spec.teacher,
                      seed=spec.seed, config={}, history=[{"epoch": 1}], best_top1=last_top1, best_top5=95.0,
                      best_epoch=1, last_top1=last_top1, last_top5=95.0, wall_time_s=1.0, device="cpu",
                      spec=spec.identity(), evaluation={"probe": {}})

@@ -128,7 +128,7 @@ def training_setup():
     test_set = ImageDataset(images[TRAIN_IMAGES:], labels[TRAIN_IMAGES:], list("abcd"), *stats)
     torch.manual_seed(2)
     student, teacher = TinyNet(6), TinyNet(10)
-    config = TrainConfig(method="icd+kd", weights=WEIGHTS, student="tiny6", teacher="tiny10", epochs=1,
+    config = TrainConfig(method="icd+kd", weights=WEIGHTS, model="tiny6", teacher="tiny10", epochs=1,
                          batch_size=GLOBAL_BATCH, milestones=(), lr=0.1)
     return config, student, teacher, train_set, test_set
 
@@ -226,7 +226,7 @@ def test_two_process_training_equals_one_process_with_the_global_batch_and_only_
         assert result["record"]["device"].startswith(f"{WORLD} x ")
     written = sorted(str(p.relative_to(spawned / "written")) for p in (spawned / "written").rglob("*") if p.is_file())
     assert written == ["rank0/checkpoints/run/best.pt", "rank0/checkpoints/run/last.pt", "rank0/results/run.json"]
-    saved = torch.load(spawned / "written" / "rank0" / "checkpoints" / "run" / "last.pt", weights_only=True)["student"]
+    saved = torch.load(spawned / "written" / "rank0" / "checkpoints" / "run" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(saved[k], v) for k, v in results[0]["student"].items())
 
 

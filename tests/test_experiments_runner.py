@@ -33,7 +33,7 @@ def icd(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def fake_complete_record(spec, out: Path, wall_time_s: float) -> None:
-    record = RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+    record = RunRecord(name=spec.name, role="student", method=spec.method, model=spec.model, teacher=spec.teacher,
                        seed=spec.seed, config={}, history=[{"epoch": 1, "test_top1": 50.0}], best_top1=50.0,
                        best_top5=90.0, best_epoch=1, last_top1=50.0, last_top5=90.0, wall_time_s=wall_time_s,
                        device="cpu", spec=spec.identity(), evaluation={"probe": {}})

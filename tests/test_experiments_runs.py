@@ -78,7 +78,7 @@ def test_plan_records_reads_complete_records_in_plan_order_and_lists_the_rest(tm
     from icd_lib.results import RunRecord, save_record
 
     specs = next(g for g in get_plan("smoke") if g.name == "comparison-a").specs
-    base = RunRecord(name="", role="student", method="kd", student="resnet8", teacher="resnet8", seed=0, config={},
+    base = RunRecord(name="", role="student", method="kd", model="resnet8", teacher="resnet8", seed=0, config={},
                      history=[{"epoch": 1}], best_top1=50.0, best_top5=90.0, best_epoch=1, last_top1=50.0,
                      last_top5=90.0, wall_time_s=1.0, device="cpu", evaluation={"probe": {}})
     save_record(copy_with(base, name=specs[1].name, spec=specs[1].identity()), tmp_path / "results")

@@ -24,7 +24,7 @@ from icd_lib.losses.icd import ICDLoss
      "book-icd+kd-resnet8-from-resnet20-seed0-kd=0.5-icd.alpha=0.1"),
     (make_spec("book", "kd", epochs=3, train_size=None), "book-kd-resnet8-from-resnet20-seed0-e3-nall"),
     (make_spec("book", "kd", epochs=8, train_size=10_000), "book-kd-resnet8-from-resnet20-seed0"),  # the defaults
-    (make_spec("paper", "crd", student="shufflev1", teacher="resnet32x4"),
+    (make_spec("paper", "crd", model="shufflev1", teacher="resnet32x4"),
      "paper-crd-shufflev1-from-resnet32x4-seed0"),
 ])
 def test_names_say_what_ran_and_read_back(spec, name):
@@ -76,7 +76,7 @@ def test_the_book_plan_holds_what_the_chapters_read():
     invariance = groups["invariance"].specs
     assert {s.style_mode for s in invariance} == {"spurious"}
     assert {s.teacher_spec().style_mode for s in invariance if s.teacher} == {"random"}
-    assert {s.student for s in groups["comparison-b"].specs} == {"mobilenetv2"}
+    assert {s.model for s in groups["comparison-b"].specs} == {"mobilenetv2"}
 
 
 @pytest.mark.parametrize("name, pairs", [("table-1", PAPER_PAIRS_SAME), ("table-2", PAPER_PAIRS_CROSS)])
@@ -86,13 +86,13 @@ def test_the_paper_tables_list_each_run_once_and_every_plain_student(name, pairs
     assert len(names) == len(set(names))
     seeds = get_profile("paper").seeds
     plain = [s for s in group.specs if s.method == "student"]
-    assert {(s.student, s.seed) for s in plain} == {(student, seed) for _, student in pairs for seed in seeds}
+    assert {(s.model, s.seed) for s in plain} == {(student, seed) for _, student in pairs for seed in seeds}
     assert all(s.teacher is None for s in plain)
     students = [student for _, student in pairs]
     shared = len(students) - len(set(students))  # table 1: resnet20; table 2: mobilenetv2, shufflev1
     assert shared == {"table-1": 1, "table-2": 2}[name]
     assert len(names) == (len(pairs) * len(PAPER_METHODS) - shared) * len(seeds)
-    pair_methods = [(s.teacher, s.student, s.method) for s in group.specs if s.seed == seeds[0]]
+    pair_methods = [(s.teacher, s.model, s.method) for s in group.specs if s.seed == seeds[0]]
     first_pair = [(pairs[0][0], pairs[0][1], m) if m != "student" else (None, pairs[0][1], m) for m in PAPER_METHODS]
     assert pair_methods[:len(PAPER_METHODS)] == first_pair  # pair by pair, in the recipes' order
 
@@ -102,7 +102,7 @@ def test_train_config_is_the_recipe_with_the_overrides():
     assert config.weights == {**method_weights("icd+kd"), "kd": 0.5}
     assert config.method_options == {"icd": {"alpha": 0.1}}
     assert (config.seed, config.epochs, config.run_name, config.lr) == (3, 8, spec.name, 0.05)
-    assert make_spec("book", "kd", student="mobilenetv2").train_config().lr == 0.01  # the recipe's rate for MobileNetV2
+    assert make_spec("book", "kd", model="mobilenetv2").train_config().lr == 0.01  # the recipe's rate for MobileNetV2
     ls = make_spec("book", "kd+ls")
     assert ls.train_config().method_options == method_options("kd+ls")
     teacher = make_spec("book", "teacher").train_config()
@@ -116,7 +116,7 @@ def test_train_config_is_the_recipe_with_the_overrides():
     ({"method": "kd", "weights": {"crd": 1.0}}, "weight crd=1.0 is not a term of recipe 'kd'; its terms: ce, kd"),
     ({"method": "kd", "options": {"icd.alpha": 1.0}}, "option icd.alpha is for term 'icd', which recipe 'kd' lacks"),
     ({"method": "kd", "weights": {"kd": -1.0}}, "weight kd=-1.0 must be >= 0"),
-    ({"method": "kd", "student": "resnet9"}, "unknown model 'resnet9'"),
+    ({"method": "kd", "model": "resnet9"}, "unknown model 'resnet9'"),
     ({"method": "kd", "dataset": "mnist"}, "unknown dataset 'mnist'"),
     ({"method": "kd", "style_mode": "spurious"}, "style_mode applies to the content_style dataset only"),
     ({"method": "student", "teacher": "resnet20"}, "recipe 'student' uses no teacher"),

@@ -244,7 +244,7 @@ def make_models(teacher_width: int = 8):
 def config(method: str, **overrides) -> TrainConfig:
     # 4 main epochs, init_fraction 1/2: 2 initialisation-stage epochs first
     options = {method: {"init_fraction": 0.5}}
-    base = dict(method=method, weights=method_weights(method), method_options=options, student="tiny", teacher="tiny",
+    base = dict(method=method, weights=method_weights(method), method_options=options, model="tiny", teacher="tiny",
                 epochs=4, batch_size=32, milestones=(2,))
     return TrainConfig(**{**base, **overrides})
 
@@ -362,7 +362,7 @@ def test_stage_epochs_read_orders_the_main_epochs_never_use():
 def test_a_method_without_a_stage_trains_as_before(tmp_path):
     data, test = NoisyBlobs(96, seed=0), NoisyBlobs(64, seed=1)
     student, teacher = make_models()
-    record = train(TrainConfig(method="at", weights=method_weights("at"), student="tiny", teacher="tiny", epochs=2,
+    record = train(TrainConfig(method="at", weights=method_weights("at"), model="tiny", teacher="tiny", epochs=2,
                                batch_size=32, milestones=(1,)), student, data, test, teacher, how=files(tmp_path))
     assert [e["epoch"] for e in record.history] == [1, 2] and all("stage" not in e for e in record.history)
     assert "from_stage_epoch" not in record.segments[0]

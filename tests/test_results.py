@@ -14,10 +14,10 @@ from icd_lib.results import RunRecord, aggregate, load_record, load_records, pro
 
 def make_record(name: str, method: str, seed: int, best: float, last: float, teacher: str | None = "resnet20",
                 dataset: str = "fashion_mnist", role: str = "student") -> RunRecord:
-    spec = {"profile": "book", "method": method, "student": "resnet8", "teacher": teacher, "seed": seed,
+    spec = {"profile": "book", "method": method, "model": "resnet8", "teacher": teacher, "seed": seed,
             "dataset": dataset, "style_mode": None, "epochs": 8, "train_size": 10000, "weights": {}, "options": {}}
     return RunRecord(
-        name=name, role=role, method=method, student="resnet8", teacher=teacher, seed=seed, config={"seed": seed},
+        name=name, role=role, method=method, model="resnet8", teacher=teacher, seed=seed, config={"seed": seed},
         history=[{"epoch": 1, "test_top1": last}], best_top1=best, best_top5=99.0, best_epoch=1,
         last_top1=last, last_top5=98.0, wall_time_s=1.5, device="cpu", profile="book", dataset=dataset, spec=spec,
     )
@@ -154,7 +154,7 @@ def test_every_committed_record_loads_and_is_the_run_its_file_names(path):
 
 
 def run_record(spec: RunSpec, last: float = 80.0) -> RunRecord:
-    return RunRecord(name=spec.name, role="student", method=spec.method, student=spec.student, teacher=spec.teacher,
+    return RunRecord(name=spec.name, role="student", method=spec.method, model=spec.model, teacher=spec.teacher,
                      seed=spec.seed, config={}, history=[{"epoch": 1, "test_top1": last}], best_top1=last,
                      best_top5=99.0, best_epoch=1, last_top1=last, last_top5=99.0, wall_time_s=1.0, device="cpu",
                      spec=spec.identity())
@@ -176,3 +176,25 @@ def test_a_record_edited_into_another_run_is_refused(tmp_path):
     edited.name = seed1.name  # the name says seed 1, the spec still seed 0
     with pytest.raises(ValueError, match=f"its spec is that of run {seed0.name}, not of {seed1.name}"):
         load_run_record(save_record(edited, tmp_path))
+
+
+def test_a_format_2_record_reads_with_the_trained_network_as_model(tmp_path):
+    """Format 2 called the trained network ``student`` (top level, spec, config); it reads back
+    under ``model`` with the same experiment as the same run written today, name unchanged."""
+    spec = make_spec("book", "kd", seed=1)
+    today = make_record(spec.name, "kd", 1, 80.0, 79.5)
+    today.spec, today.config = spec.identity(), spec.train_config().to_dict()
+    old = today.to_dict()
+    old["format"] = 2
+    old = {("student" if k == "model" else k): v for k, v in old.items()}
+    for part in ("spec", "config"):
+        old[part] = {("student" if k == "model" else k): v for k, v in old[part].items()}
+    path = tmp_path / "results" / f"{spec.name}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(old))
+
+    read = load_record(path)
+    assert "student" not in json.dumps({k: read.to_dict()[k] for k in ("spec", "config")})
+    assert (read.name, read.model, read.spec["model"], read.config["model"]) == (spec.name, "resnet8", "resnet8", "resnet8")
+    assert read.experiment() == today.experiment()
+    assert load_run_record(path).name == spec.name

@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def record(method: str, seed: int, top1: float, student: str = "resnet8", weights=None, options=None,
            teacher_top1: float = 92.0, evaluation=None) -> RunRecord:
-    spec = {"profile": "book", "method": method, "student": student, "teacher": "resnet20", "seed": seed,
+    spec = {"profile": "book", "method": method, "model": student, "teacher": "resnet20", "seed": seed,
             "dataset": "fashion_mnist", "style_mode": None, "epochs": 8, "train_size": 10000,
             "weights": weights or {}, "options": options or {}}
     return RunRecord(name=f"{method}-{student}-{seed}-{weights}-{options}", role="student", method=method,
-                     student=student, teacher="resnet20", seed=seed, config={}, history=[{"epoch": 1}],
+                     model=student, teacher="resnet20", seed=seed, config={}, history=[{"epoch": 1}],
                      best_top1=top1, best_top5=99.0, best_epoch=1, last_top1=top1, last_top5=99.0, wall_time_s=1.0,
                      device="cpu", profile="book", dataset="fashion_mnist", spec=spec, teacher_top1=teacher_top1,
                      evaluation=evaluation or {})
@@ -158,7 +158,7 @@ def spec_label(spec) -> str:
     """The ``summary.label`` of a record of ``spec``."""
     from icd_lib.results.summary import label
 
-    return label(record(spec.method, spec.seed, 0.0, spec.student, dict(spec.weights), dict(spec.options)))
+    return label(record(spec.method, spec.seed, 0.0, spec.model, dict(spec.weights), dict(spec.options)))
 
 
 def test_every_claim_reads_experiments_the_book_plan_has():
@@ -171,7 +171,7 @@ def test_every_claim_reads_experiments_the_book_plan_has():
             for group, experiment in ((test.group, test.method), (test.baseline_group or test.group, test.baseline)):
                 if experiment == "teacher":
                     continue
-                found = {spec_label(s) for s in groups[group] if test.student in (None, s.student)}
+                found = {spec_label(s) for s in groups[group] if test.student in (None, s.model)}
                 assert experiment in found, f"{claim.key}: group {group} has no {experiment!r}"
         elif isinstance(test, RelativeImprovement):
             for group in test.groups:

@@ -16,7 +16,7 @@ def record(seed=0, weights=None, options=None, scales=(7.0, 10.0), contrast=1.0,
                                           "icd.invariance": invariance, "icd.scale": s}}
                for i, s in enumerate(scales)]
     spec = {"method": "icd+kd", "seed": seed, "weights": weights or {}, "options": options or {}}
-    return RunRecord(name=f"r{seed}", role="student", method="icd+kd", student="resnet8", teacher="resnet20",
+    return RunRecord(name=f"r{seed}", role="student", method="icd+kd", model="resnet8", teacher="resnet20",
                      seed=seed, config={"weights": config_weights, "batch_size": 64}, history=history,
                      best_top1=88.0, best_top5=99.0, best_epoch=1, last_top1=88.0, last_top5=99.0, wall_time_s=1.0,
                      device="cpu", train_size=10000, spec=spec)

@@ -21,7 +21,7 @@ T_80_9 = 0.8834039
 def record(method, seed, top1, wall=60.0, epochs=2, command="python -m icd_lib plan book --run --index 3",
            weights=None, terms=None, train_loss=1.0):
     history = [{"epoch": e + 1, "terms": terms or {"ce": 1.0}, "train_loss": train_loss} for e in range(epochs)]
-    return RunRecord(name=f"{method}-{seed}", role="student", method=method, student="resnet8", teacher="resnet20",
+    return RunRecord(name=f"{method}-{seed}", role="student", method=method, model="resnet8", teacher="resnet20",
                      seed=seed, config={"weights": weights or {"ce": 1.0}}, history=history, best_top1=top1,
                      best_top5=99.0, best_epoch=epochs, last_top1=top1, last_top5=99.0, wall_time_s=wall,
                      device="cpu (1 threads, x86_64)", command=command,

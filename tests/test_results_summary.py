@@ -18,10 +18,10 @@ T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463}  # Student's t quantiles, fr
 
 
 def record(method: str, seed: int, top1: float, weights=None, probe=90.0) -> RunRecord:
-    spec = {"profile": "book", "method": method, "student": "resnet8", "teacher": "resnet20", "seed": seed,
+    spec = {"profile": "book", "method": method, "model": "resnet8", "teacher": "resnet20", "seed": seed,
             "dataset": "fashion_mnist", "style_mode": None, "epochs": 8, "train_size": 10000,
             "weights": weights or {}, "options": {}}
-    return RunRecord(name=f"{method}-{seed}", role="student", method=method, student="resnet8", teacher="resnet20",
+    return RunRecord(name=f"{method}-{seed}", role="student", method=method, model="resnet8", teacher="resnet20",
                      seed=seed, config={}, history=[{"epoch": 1}], best_top1=top1 + 0.5, best_top5=99.0, best_epoch=1,
                      last_top1=top1, last_top5=99.0, wall_time_s=1.0, device="cpu (1 threads, x86_64)", profile="book",
                      dataset="fashion_mnist", spec=spec, evaluation={"probe": {"test_top1": probe}}, git_commit="abc1234ff")
@@ -207,7 +207,7 @@ def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
     from icd_lib.experiments.groups import GroupRecords, MissingRecordsError, comparison_records
 
     kd, plain = record("kd", 0, 1.0), changed(record("student", 0, 1.0), teacher=None)
-    other = changed(record("kd", 1, 1.0), student="vgg8", teacher="resnet50")
+    other = changed(record("kd", 1, 1.0), model="vgg8", teacher="resnet50")
     missing = ["paper-kd-wrn_16_2-from-wrn_40_2-seed1", "paper-student-wrn_16_2-seed1",
                "paper-kd-vgg8-from-resnet50-seed1", "paper-kd-resnet8-from-resnet20-seed2"]
     group = GroupRecords("paper", "table-1", [kd, plain, other], missing)
@@ -225,7 +225,7 @@ def test_a_group_cut_to_one_pair_keeps_its_runs_and_plain_students():
     paper = comparison_records("B", "paper", out="/nonexistent")
     assert paper.group == "table-2" and paper.pair == ("vgg13", "mobilenetv2") and not paper.records
     specs = [RunSpec.from_name(n) for n in paper.missing]
-    assert {s.student for s in specs} == {"mobilenetv2"} and {s.teacher for s in specs} == {None, "vgg13"}
+    assert {s.model for s in specs} == {"mobilenetv2"} and {s.teacher for s in specs} == {None, "vgg13"}
     assert comparison_records("A", "book", out="/nonexistent").group == "comparison-a"
     with pytest.raises(ValueError, match="unknown comparison 'C'"):
         comparison_records("C", "book")

@@ -47,7 +47,7 @@ def make_models(student_seed: int = 0, teacher_seed: int = 100):
 
 
 def config(**overrides) -> TrainConfig:
-    base = {**dict(method="icd+kd", student="tiny", teacher="tiny12", epochs=3, batch_size=32, milestones=(2,)), **overrides}
+    base = {**dict(method="icd+kd", model="tiny", teacher="tiny12", epochs=3, batch_size=32, milestones=(2,)), **overrides}
     base.setdefault("weights", method_weights(base["method"]))
     return TrainConfig(**base)
 
@@ -134,7 +134,7 @@ def test_training_learns_and_keeps_the_teacher_fixed(tmp_path):
     assert best["history"][-1]["test_top1"] == record.best_top1 and best["epoch"] == record.best_epoch
     fresh = TinyNet()
     load_model_weights(fresh, checkpoint(tmp_path, "best.pt"))
-    assert all(torch.equal(v, best["student"][k]) for k, v in fresh.state_dict().items())
+    assert all(torch.equal(v, best["model"][k]) for k, v in fresh.state_dict().items())
 
 
 def test_teacher_run_needs_no_teacher_and_student_run_does(tmp_path):
@@ -275,8 +275,8 @@ def test_a_kill_between_the_two_checkpoint_writes_leaves_a_consistent_pair(tmp_p
     record = train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, how=files(tmp_path))
     best, last = load_checkpoint(checkpoint(tmp_path, "best.pt")), load_checkpoint(checkpoint(tmp_path, "last.pt"))
     assert best["epoch"] == record.best_epoch == last["best_epoch"]
-    for key, value in last["best_student"].items():
-        assert torch.equal(best["student"][key], value)
+    for key, value in last["best_model"].items():
+        assert torch.equal(best["model"][key], value)
 
 
 def test_a_missing_or_stale_best_checkpoint_is_rebuilt(tmp_path):
@@ -310,7 +310,7 @@ def test_temporary_files_of_a_killed_write_are_removed_on_the_next_run(tmp_path)
 def test_a_full_disk_is_named_and_the_previous_checkpoint_survives(tmp_path, monkeypatch):
     from icd_lib.train import checkpoint
 
-    checkpoint.save_checkpoint({"config": {}, "epoch": 1, "student": {}, "history": []}, tmp_path / "last.pt")
+    checkpoint.save_checkpoint({"config": {}, "epoch": 1, "model": {}, "history": []}, tmp_path / "last.pt")
 
     def full(*args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file "
@@ -318,7 +318,7 @@ def test_a_full_disk_is_named_and_the_previous_checkpoint_survives(tmp_path, mon
 
     monkeypatch.setattr(checkpoint.torch, "save", full)
     with pytest.raises(OSError, match="no space left on the device to write .*last.pt; free some space"):
-        checkpoint.save_checkpoint({"config": {}, "epoch": 2, "student": {}, "history": []}, tmp_path / "last.pt")
+        checkpoint.save_checkpoint({"config": {}, "epoch": 2, "model": {}, "history": []}, tmp_path / "last.pt")
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert not list(tmp_path.glob("*.tmp"))
@@ -334,3 +334,23 @@ def test_a_checkpoint_missing_keys_is_a_clear_error(tmp_path):
     student, teacher = make_models()
     with pytest.raises(CheckpointError, match="lacks objective, optimizer"):
         train(config(), student, NoisyBlobs(), NoisyBlobs(n=32, seed=1), teacher, how=files(tmp_path))
+
+
+def test_a_format_1_checkpoint_reads_with_the_trained_weights_as_model(tmp_path):
+    """Format 1 stored the trained weights as ``student``/``best_student`` and the architecture
+    as ``config["student"]``; they load under today's names, and the weights are the same tensors."""
+    net = TinyNet()
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    old_config = {("student" if k == "model" else k): v for k, v in config().to_dict().items()}
+    old = {"format": 1, "config": old_config, "epoch": 1, "history": [{}], "student": weights, "best_student": weights}
+    path = tmp_path / "last.pt"
+    torch.save(old, path)
+
+    state = load_checkpoint(path)
+    assert {"model", "best_model"} <= set(state) and not {"student", "best_student"} & set(state)
+    assert state["config"]["model"] == "tiny" and "student" not in state["config"]
+    loaded = TinyNet()
+    torch.nn.init.zeros_(next(loaded.parameters()))
+    load_model_weights(loaded, path)
+    assert all(torch.equal(v, weights[k]) for k, v in loaded.state_dict().items())
+    assert TrainConfig.from_dict(state["config"]).model == "tiny"

@@ -57,7 +57,7 @@ def test_teacher_and_icd_kd_student_end_to_end(trained):
     assert saved["versions"]["icd_lib"] and saved["device"] and saved["wall_time_s"] > 0
     assert len(saved["segments"]) == 1 and saved["segments"][0]["from_epoch"] == 0
     teachers = load_records(tmp_path / "results", role="teacher")
-    assert [t.student for t in teachers] == ["resnet8"] and teachers[0].config["weights"] == {"ce": 1.0}
+    assert [t.model for t in teachers] == ["resnet8"] and teachers[0].config["weights"] == {"ce": 1.0}
     result = runs.checkpoint_accuracy(tmp_path / record.checkpoint_dir / "last.pt", "smoke", teacher_ckpt=teacher.checkpoint)
     assert result["top1"] == pytest.approx(record.last_top1)  # the same model on the same test set
     assert result["logit_difference"] == pytest.approx(record.evaluation["logit_difference"])
@@ -112,7 +112,7 @@ def test_a_crd_run_samples_negatives_from_other_classes_of_the_training_set(monk
     torch.manual_seed(100)
     teacher = TinyNet(width=12)
     torch.manual_seed(0)
-    config = TrainConfig(method="crd", weights=method_weights("crd"), student="tiny", teacher="tiny12", epochs=1,
+    config = TrainConfig(method="crd", weights=method_weights("crd"), model="tiny", teacher="tiny12", epochs=1,
                          batch_size=16)
     record = train(config, TinyNet(), train_set, NoisyBlobs(n=16, seed=1), teacher, RunOptions(progress=False))
 

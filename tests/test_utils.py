@@ -145,9 +145,9 @@ def small_disk(tmp_path):
 def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_old_checkpoint(small_disk):
     from icd_lib.train.checkpoint import load_checkpoint, save_checkpoint
 
-    state = {"config": {}, "epoch": 1, "student": {"w": torch.arange(10.0)}, "history": []}
+    state = {"config": {}, "epoch": 1, "model": {"w": torch.arange(10.0)}, "history": []}
     save_checkpoint(state, small_disk / "last.pt")
-    too_big = {**state, "epoch": 2, "student": {"w": torch.zeros(1_000_000)}}  # 4 MB on a 2 MiB disk
+    too_big = {**state, "epoch": 2, "model": {"w": torch.zeros(1_000_000)}}  # 4 MB on a 2 MiB disk
     with pytest.raises(OSError, match=r"no space left on the device to write .*last.pt; free some") as caught:
         save_checkpoint(too_big, small_disk / "last.pt")
     assert caught.value.errno == errno.ENOSPC and "\n" not in str(caught.value)

@@ -199,7 +199,7 @@ def format_table(rows: list[dict]) -> str:
     lines = [f"{'method':<10} {'student':<12} {'teacher':<10} {'n':>2}  {'last-epoch top-1 (mean +- std)':>31}"]
     for row in rows:
         std = "" if row["n"] < 2 else f" +- {row['last_top1_std']:.2f}"
-        lines.append(f"{row['method']:<10} {row['student']:<12} {row['teacher'] or '-':<10} {row['n']:>2}  "
+        lines.append(f"{row['method']:<10} {row['model']:<12} {row['teacher'] or '-':<10} {row['n']:>2}  "
                      f"{row['last_top1_mean']:>22.2f}{std:<9}")
     return "\n".join(lines)
 
@@ -278,9 +278,9 @@ def command_spec(args: argparse.Namespace, profile: str, method: str, seed: int)
     from icd_lib.experiments.spec import make_spec, parse_assignments
 
     if args.command == "train-teacher":
-        return make_spec(profile, "teacher", student=args.teacher, seed=seed, epochs=args.epochs)
+        return make_spec(profile, "teacher", model=args.teacher, seed=seed, epochs=args.epochs)
     weights, options = parse_assignments(args.assignments)
-    recipe = dict(student=args.student, epochs=args.epochs, weights=weights, options=options)
+    recipe = dict(model=args.student, epochs=args.epochs, weights=weights, options=options)
     if args.teacher is not None:
         recipe["teacher"] = args.teacher
     return make_spec(profile, method, seed=seed, **recipe)

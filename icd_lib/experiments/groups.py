@@ -164,8 +164,8 @@ class GroupRecords:
         """Only the runs of ``student`` distilled from ``teacher``, and the plain ``student``s.
 
         A ValueError when the group has no run of that pair, recorded or missing."""
-        runs = [(r.teacher, r.student) for r in self.records]
-        runs += [(spec.teacher, spec.student) for spec in map(RunSpec.from_name, self.missing)]
+        runs = [(r.teacher, r.model) for r in self.records]
+        runs += [(spec.teacher, spec.model) for spec in map(RunSpec.from_name, self.missing)]
         if (teacher, student) not in runs:
             pairs = sorted({f"{t} -> {s}" for t, s in runs if t is not None})
             raise ValueError(f"{self.where()} has no runs of {student} distilled from {teacher}; "
@@ -175,7 +175,7 @@ class GroupRecords:
             return student_arch == student and teacher_arch in (None, teacher)
 
         return replace(self, pair=(teacher, student),
-                       records=[r for r in self.records if keep(r.teacher, r.student)],
+                       records=[r for r in self.records if keep(r.teacher, r.model)],
                        missing=[n for n, run in zip(self.missing, runs[len(self.records):]) if keep(*run)])
 
 

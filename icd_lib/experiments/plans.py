@@ -87,7 +87,7 @@ def matched_weights(profile: str, b_teacher: str | None = None) -> list[RunSpec]
     a = [make_spec(profile, "kd"), make_spec(profile, "kd", weights=MATCHED_KD),
          make_spec(profile, "icd+kd"), make_spec(profile, "icd+kd", options={"icd.alpha": 0.0}),
          make_spec(profile, "icd"), make_spec(profile, "crd+kd")]
-    pair = {"student": "mobilenetv2", **({"teacher": b_teacher} if b_teacher else {})}
+    pair = {"model": "mobilenetv2", **({"teacher": b_teacher} if b_teacher else {})}
     b = [make_spec(profile, "kd", **pair), make_spec(profile, "kd", weights=MATCHED_KD, **pair),
          make_spec(profile, "icd+kd", **pair)]
     return a + b
@@ -123,8 +123,8 @@ def book_plan() -> list[Group]:
             comparison("book", INVARIANCE_METHODS, style_mode="spurious", **content_style), seeds)),
         Group("causal", "causal_view", seeded(comparison("book", ("student", "icd+kd"), **content_style), (0,))),
         Group("comparison-b", "comparing_methods", seeded(
-            comparison("book", COMPARISON_B, student="mobilenetv2")
-            + comparison("book", DKD_RECIPES, student="mobilenetv2", options=DKD_LONG_WARMUP), seeds)),
+            comparison("book", COMPARISON_B, model="mobilenetv2")
+            + comparison("book", DKD_RECIPES, model="mobilenetv2", options=DKD_LONG_WARMUP), seeds)),
         Group("matched-weights", "comparing_methods", seed_major(matched_weights("book"), MATCHED_SEEDS)),
     ]
 
@@ -142,7 +142,7 @@ def paper_pairs(pairs, methods) -> list[RunSpec]:
     student has no teacher, so pairs of one table that share a student share its run: it is
     listed once, where its architecture first appears. Across tables it is listed in each (vgg8
     is in both), so each table's records are whole; ``plan_specs`` trains it once."""
-    specs = [make_spec("paper", method, student=student, **({} if method == "student" else {"teacher": teacher}))
+    specs = [make_spec("paper", method, model=student, **({} if method == "student" else {"teacher": teacher}))
              for teacher, student in pairs for method in methods]
     return list(dict.fromkeys(specs))
 
@@ -172,7 +172,7 @@ def smoke_plan() -> list[Group]:
             comparison("smoke", INVARIANCE_METHODS, style_mode="spurious", **content_style), (0,))),
         Group("causal", "causal_view", seeded(comparison("smoke", ("student", "icd+kd"), **content_style), (0,))),
         Group("comparison-b", "comparing_methods", seeded(
-            comparison("smoke", ("student", "kd", "icd+kd"), student="mobilenetv2"), (0,))),
+            comparison("smoke", ("student", "kd", "icd+kd"), model="mobilenetv2"), (0,))),
         Group("matched-weights", "comparing_methods", seeded(matched_weights("smoke"), (0,))),
     ]
 

@@ -110,13 +110,13 @@ def load_trained(checkpoint: str | Path, dataset: str, name: str | None = None, 
         raise CheckpointError(
             f"{checkpoint} holds a model trained on {recorded!r}, not {dataset!r}: use a teacher trained on {dataset!r}"
         )
-    recorded_model = state["config"]["student"]
+    recorded_model = state["config"]["model"]
     name = name or recorded_model
     if name != recorded_model:
         raise CheckpointError(f"{checkpoint} holds a {recorded_model!r} model, not {name!r}: pass {recorded_model!r} "
                               f"as the architecture, or the checkpoint of a {name!r} model")
     model = new_model(name, dataset, 0)
-    load_state(model, state["student"], checkpoint, f"{name!r} model for {dataset!r}")
+    load_state(model, state["model"], checkpoint, f"{name!r} model for {dataset!r}")
     return model.to(get_device(device)).eval(), state
 
 
@@ -148,9 +148,9 @@ def load_teacher(spec: RunSpec, out: str | Path, device: str | None = None) -> T
             f"teacher run {spec.name} is recorded but its checkpoint {path} is missing: restore it "
             f"(git checkout -- {path.parent}) or delete {spec_record_path(out, spec)} to train the teacher again"
         )
-    model, state = load_trained(path, spec.dataset, spec.student, device)
+    model, state = load_trained(path, spec.dataset, spec.model, device)
     check_teacher_checkpoint(spec, state, path, out)
-    return Teacher(model, spec.student, path, state["history"][-1]["test_top1"])
+    return Teacher(model, spec.model, path, state["history"][-1]["test_top1"])
 
 
 def check_teacher_checkpoint(spec: RunSpec, state: dict, path: Path, out: str | Path) -> None:
@@ -228,7 +228,7 @@ def reference_teacher(spec: RunSpec, out: str | Path, device: str | None = None)
 def add_final_evaluation(spec: RunSpec, record: RunRecord, teacher: Teacher | None, test_set: ImageDataset,
                          how: RunOptions) -> RunRecord:
     """Measure ``record``'s final evaluation (``icd_lib.eval.final``) from the run's ``last.pt`` and save the record."""
-    model, _ = load_trained(checkpoint_dir(how.out, spec.name) / "last.pt", spec.dataset, spec.student, how.device)
+    model, _ = load_trained(checkpoint_dir(how.out, spec.name) / "last.pt", spec.dataset, spec.model, how.device)
     teacher = teacher or reference_teacher(spec, how.out, how.device)
     record.evaluation = final_evaluation(model, teacher.model if teacher else None, test_set, spec.dataset)
     record.evaluated_commit = provenance()["git_commit"]
@@ -263,7 +263,7 @@ def train_spec(spec: RunSpec, data: tuple[ImageDataset, ImageDataset], teacher: 
                 "train_size": len(train_set), "test_size": len(test_set), "spec": spec.identity()}
     if teacher is not None:
         run_info.update(teacher_checkpoint=portable_path(teacher.checkpoint, results_dir(how.out)), teacher_top1=teacher.top1)
-    model = new_model(spec.student, spec.dataset, spec.seed)
+    model = new_model(spec.model, spec.dataset, spec.seed)
     return train(spec.train_config(), model, train_set, test_set, teacher.model if teacher else None, how, run_info)
 
 

@@ -122,7 +122,7 @@ class RunSpec:
 
     profile: str
     method: str
-    student: str
+    model: str  # the trained network's architecture (the teacher's in a teacher run)
     teacher: str | None
     seed: int
     dataset: str
@@ -148,7 +148,7 @@ class RunSpec:
             parts.append(self.dataset)
         if self.style_mode not in (None, "random"):
             parts.append(self.style_mode)
-        parts += [self.method, self.student]
+        parts += [self.method, self.model]
         if self.teacher is not None:
             parts += ["from", self.teacher]
         parts.append(f"seed{self.seed}")
@@ -184,7 +184,7 @@ class RunSpec:
         """
         if self.teacher is None:
             return None
-        return make_spec(self.profile, TEACHER, student=self.teacher, seed=TEACHER_SEED, dataset=self.dataset,
+        return make_spec(self.profile, TEACHER, model=self.teacher, seed=TEACHER_SEED, dataset=self.dataset,
                          style_mode=None if self.style_mode is None else "random")
 
     def train_config(self) -> TrainConfig:
@@ -194,11 +194,11 @@ class RunSpec:
             method="student" if self.is_teacher else self.method,
             weights=self.term_weights(),
             method_options=self.term_options(),
-            student=self.student,
+            model=self.model,
             teacher=self.teacher,
             epochs=self.epochs,
             batch_size=profile.batch_size,
-            lr=default_lr(self.student, profile.lr),
+            lr=default_lr(self.model, profile.lr),
             momentum=profile.momentum,
             weight_decay=profile.weight_decay,
             milestones=profile.milestones(self.epochs),
@@ -249,14 +249,14 @@ def make_spec(profile: str, method: str, **fields) -> RunSpec:
     if not is_teacher and method not in METHOD_WEIGHTS:
         raise SpecError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_WEIGHTS)}, or 'teacher'")
     dataset, style_mode = data_of(settings, fields.get("dataset"), fields.get("style_mode"))
-    student = fields.get("student") or (settings.teacher if is_teacher else settings.student)
+    model = fields.get("model") or (settings.teacher if is_teacher else settings.student)
     teacher = fields.get("teacher") if "teacher" in fields else (
         None if is_teacher or method == "student" else settings.teacher)
-    for model in (student, teacher):
-        if model is not None and model not in MODEL_NAMES:
-            raise SpecError(f"unknown model {model!r}; valid models: {', '.join(MODEL_NAMES)}")
+    for name in (model, teacher):
+        if name is not None and name not in MODEL_NAMES:
+            raise SpecError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
     spec = RunSpec(
-        profile=settings.name, method=method, student=student, teacher=teacher, seed=fields.get("seed", 0),
+        profile=settings.name, method=method, model=model, teacher=teacher, seed=fields.get("seed", 0),
         dataset=dataset, style_mode=style_mode, epochs=fields.get("epochs") or default_epochs(settings, is_teacher),
         train_size=fields["train_size"] if "train_size" in fields else default_train_size(settings, is_teacher),
         weights=tuple(sorted((fields.get("weights") or {}).items())),
@@ -266,7 +266,7 @@ def make_spec(profile: str, method: str, **fields) -> RunSpec:
     return spec
 
 
-SPEC_FIELDS = ("student", "teacher", "seed", "dataset", "style_mode", "epochs", "train_size", "weights", "options")
+SPEC_FIELDS = ("model", "teacher", "seed", "dataset", "style_mode", "epochs", "train_size", "weights", "options")
 
 
 def data_of(settings: Profile, dataset: str | None, style_mode: str | None) -> tuple[str, str | None]:
@@ -347,7 +347,7 @@ def parse_name(name: str) -> RunSpec:
         get_profile(profile)
         dataset = tokens.pop(0) if tokens[0] in DATASETS else None
         style_mode = tokens.pop(0) if dataset == "content_style" and tokens[0] in STYLE_MODES else None
-        method, student = tokens.pop(0), tokens.pop(0)
+        method, model = tokens.pop(0), tokens.pop(0)
         teacher = None
         if tokens[0] == "from":
             tokens.pop(0)
@@ -368,7 +368,7 @@ def parse_name(name: str) -> RunSpec:
             extra["epochs" if token[0] == "e" else "train_size"] = int(token[1:])
         else:
             raise fail(f"unexpected part {token!r}")
-    return make_spec(profile, method, student=student, teacher=teacher, seed=int(seed_token[4:]), dataset=dataset,
+    return make_spec(profile, method, model=model, teacher=teacher, seed=int(seed_token[4:]), dataset=dataset,
                      style_mode=style_mode, weights=weights, options=options, **extra)
 
 

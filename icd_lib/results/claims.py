@@ -75,7 +75,7 @@ class Between:
 
     def _runs(self, records: Records, group: str, experiment: str) -> list[RunRecord]:
         return [r for r in records.get(group, ()) if label(r) == experiment
-                and (self.student is None or r.student == self.student)]
+                and (self.student is None or r.model == self.student)]
 
     def _of(self, runs: Sequence[RunRecord]) -> dict[int, float]:
         values = {}

@@ -21,8 +21,9 @@ import numpy as np
 from icd_lib.errors import InputError
 from icd_lib.utils import atomic_write, load_average
 
-RECORD_FORMAT = 2
-READABLE_FORMATS = (1, 2)  # 1: before records carried their spec and final evaluation
+RECORD_FORMAT = 3
+# 1: before records carried their spec and final evaluation; 2: before ``student`` became ``model``
+READABLE_FORMATS = (1, 2, 3)
 METRIC_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5", "wall_time_s")
 ACCURACY_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5")  # percentages
 
@@ -48,7 +49,7 @@ class RunRecord:
     name: str
     role: str  # "teacher" or "student"
     method: str  # recipe name, a key of icd_lib.config.METHOD_WEIGHTS
-    student: str  # the trained model's name
+    model: str  # the trained network's architecture (the teacher's in a teacher run)
     teacher: str | None
     seed: int
     config: dict
@@ -84,6 +85,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
+        data = upgrade_record(data)
         known = {f.name for f in fields(cls)}
         required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
         missing = sorted(name for name in required if name not in data)
@@ -114,6 +116,23 @@ class RunRecord:
             return tuple(sorted((k, repr(v)) for k, v in self.spec.items() if k != "seed"))
         config = {k: v for k, v in self.config.items() if k not in ("seed", "run_name", "device", "num_workers")}
         return (("legacy", self.role, self.profile, self.dataset, self.train_size, repr(sorted(config.items()))),)
+
+
+def upgrade_record(data: dict) -> dict:
+    """``data`` in the current format's field names: records before format 3 call the trained
+    network ``student`` at the top, in ``spec`` and in ``config``; their names and values stay."""
+    if not isinstance(data.get("format"), int) or data["format"] >= 3:
+        return data
+    data = renamed(data, "student", "model")
+    for part in ("spec", "config"):
+        if isinstance(data.get(part), dict):
+            data[part] = renamed(data[part], "student", "model")
+    return data
+
+
+def renamed(data: dict, old: str, new: str) -> dict:
+    """A copy of ``data`` with key ``old`` called ``new`` (in its place; no-op without ``old``)."""
+    return {new if key == old else key: value for key, value in data.items()}
 
 
 def is_finite_number(value) -> bool:
@@ -227,7 +246,7 @@ def aggregate(
     ``RunRecord.experiment``) and summarise ``metrics`` over each group's seeds.
 
     One dict per group, in order of first appearance: ``name`` (of its first run), ``role``,
-    ``profile``, ``dataset``, ``method``, ``student``, ``teacher``, ``n``, ``seeds``, and for each
+    ``profile``, ``dataset``, ``method``, ``model``, ``teacher``, ``n``, ``seeds``, and for each
     metric ``<metric>_mean`` and ``<metric>_std`` (sample standard deviation, ddof=1; NaN when
     n = 1). Two records of one experiment with the same seed are a ValueError.
     """
@@ -241,7 +260,7 @@ def aggregate(
             names = ", ".join(r.name for r in members)
             raise ValueError(f"runs {names} are one experiment with repeated seeds {sorted(seeds)}; remove the duplicates")
         first = members[0]
-        row = {key: getattr(first, key) for key in ("name", "role", "profile", "dataset", "method", "student", "teacher")}
+        row = {key: getattr(first, key) for key in ("name", "role", "profile", "dataset", "method", "model", "teacher")}
         row["n"] = len(members)
         row["seeds"] = sorted(seeds)
         for metric in metrics:

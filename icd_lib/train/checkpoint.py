@@ -4,7 +4,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 ``torch.load(weights_only=True)`` can read it without running any pickled code.
 
 A run keeps two files. ``last.pt`` is the whole training state after the latest epoch, and it
-also holds the weights of the best epoch so far (``best_student``, ``best_epoch``).
+also holds the weights of the best epoch so far (``best_model``, ``best_epoch``).
 ``best.pt`` is derived from it (the best epoch's weights, no optimizer state) and written after
 it, so a kill at any moment leaves ``last.pt`` either the old or the new state, never a mix,
 and ``sync_best_checkpoint`` rewrites a missing or stale ``best.pt`` from it.
@@ -26,10 +26,12 @@ import torch
 from torch import nn
 
 from icd_lib.errors import UserError
+from icd_lib.train.run_config import upgrade_config
 from icd_lib.utils import atomic_write, remove_partial_writes
 
-CHECKPOINT_FORMAT = 1
-REQUIRED_KEYS = ("config", "epoch", "student", "history")  # what every checkpoint holds
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: the trained weights under ``student``/``best_student``, now ``model``/``best_model``
+REQUIRED_KEYS = ("config", "epoch", "model", "history")  # what every checkpoint holds
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -69,7 +71,7 @@ def best_state(last: dict) -> dict:
     return {
         **{k: last[k] for k in keep if k in last},
         "epoch": last["best_epoch"],
-        "student": last["best_student"],
+        "model": last["best_model"],
         "history": history_through(last["history"], last["best_epoch"]),
     }
 
@@ -78,18 +80,18 @@ def sync_best_checkpoint(folder: str | Path) -> Path | None:
     """Make ``best.pt`` in ``folder`` agree with ``last.pt`` (rewrite it when missing or stale).
 
     Returns the path written, or None when nothing had to change (or there is no ``last.pt``, or it
-    predates ``best_student``: then a missing ``best.pt`` is rebuilt only when the last epoch was the best).
+    predates ``best_model``: then a missing ``best.pt`` is rebuilt only when the last epoch was the best).
     """
     folder = Path(folder)
     last_path, best_path = folder / "last.pt", folder / "best.pt"
     if not last_path.is_file():
         return None
     last = load_checkpoint(last_path)
-    if "best_student" not in last:  # written before checkpoints carried the best weights
+    if "best_model" not in last:  # written before checkpoints carried the best weights
         if best_path.is_file() or last["best_top1"] != last["history"][-1]["test_top1"]:
             return None
-        last = {**last, "best_student": last["student"], "best_epoch": last["epoch"]}
-    if last["best_student"] is None:  # only initialisation-stage epochs so far: no best epoch yet
+        last = {**last, "best_model": last["model"], "best_epoch": last["epoch"]}
+    if last["best_model"] is None:  # only initialisation-stage epochs so far: no best epoch yet
         return None
     if best_path.is_file():
         try:
@@ -117,12 +119,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"cannot read checkpoint {path} ({unreadable_reason(err)}); the file is corrupt or not an "
             "icd_lib checkpoint; delete it and rerun the training (it restarts from scratch)"
         ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path} is not an icd_lib checkpoint (format {CHECKPOINT_FORMAT}); delete it and rerun the training"
         )
+    state = upgrade_checkpoint(state)
     require_keys(state, REQUIRED_KEYS, path)
     return state
+
+
+def upgrade_checkpoint(state: dict) -> dict:
+    """``state`` in the current format's key names (format 1 called the trained weights ``student``)."""
+    if state["format"] == CHECKPOINT_FORMAT:
+        return state
+    names = {"student": "model", "best_student": "best_model"}
+    state = {names.get(key, key): value for key, value in state.items()}
+    if isinstance(state.get("config"), dict):
+        state["config"] = upgrade_config(state["config"])
+    return {**state, "format": CHECKPOINT_FORMAT}
 
 
 def unreadable_reason(err: Exception) -> str:
@@ -156,7 +170,7 @@ def load_state(module: nn.Module, state_dict: dict, path: str | Path, what: str)
 def load_model_weights(model: nn.Module, path: str | Path) -> dict:
     """Load the trained model stored in checkpoint ``path`` into ``model``; return the checkpoint."""
     state = load_checkpoint(path)
-    load_state(model, state["student"], path, "model")
+    load_state(model, state["model"], path, "model")
     return state
 
 

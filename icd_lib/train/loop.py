@@ -1,8 +1,9 @@
 """The one training loop, for teachers and students alike.
 
-A teacher run is a student run with weights ``{"ce": 1}`` and no teacher. Each step:
-teacher(x) under ``no_grad`` in eval mode -> student(x) -> ``Objective`` (the paper's eq. 13 as
-weights) -> backward -> one SGD step over the student's and the objective's parameters (heads,
+The trained network is ``model``; a teacher run is a run with weights ``{"ce": 1}`` and no
+teacher. Each step: teacher(x) under ``no_grad`` in eval mode -> model(x) (the student's outputs
+that the losses see) -> ``Objective`` (the paper's eq. 13 as weights) -> backward -> one SGD step
+over the model's and the objective's parameters (heads,
 learned scales). Metrics accumulate on the device and are read once per epoch. After every epoch
 the loop evaluates on the test set, writes ``last.pt`` (and ``best.pt`` when top-1 improved), and
 a later call with the same configuration and output folder resumes from ``last.pt`` and ends
@@ -69,8 +70,8 @@ class TrainingDiverged(UserError, FloatingPointError):
 def test_accuracy(run: Run) -> dict[str, float]:
     """{"top1", "top5"} in percent; under data parallelism measured by rank 0 and sent to every process."""
     if run.distributed is None:
-        return accuracy(run.student, run.test_loader, topk=(1, 5))
-    result = [accuracy(run.student, run.test_loader, topk=(1, 5)) if run.is_main else None]
+        return accuracy(run.model, run.test_loader, topk=(1, 5))
+    result = [accuracy(run.model, run.test_loader, topk=(1, 5)) if run.is_main else None]
     dist.broadcast_object_list(result, src=0)
     return result[0]
 
@@ -82,7 +83,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         run.train_loader.set_epoch(epoch)
     run.objective.set_progress(epoch, run.config.epochs)
     lr = run.optimizer.param_groups[0]["lr"]
-    run.student.train()
+    run.model.train()
     run.objective.train()
     if run.stage is not None:
         for module in run.stage.frozen_after:
@@ -101,7 +102,7 @@ def train_stage_epoch(run: Run, stage_epoch: int) -> dict:
     if hasattr(run.train_loader, "set_epoch"):
         run.train_loader.set_epoch(run.config.epochs + stage_epoch)  # an order the main epochs never read
     lr = run.stage_optimizer.param_groups[0]["lr"]
-    run.student.eval()
+    run.model.eval()
     run.objective.eval()
     for module in stage.modules:
         module.train()
@@ -119,7 +120,7 @@ def train_stage_epoch(run: Run, stage_epoch: int) -> dict:
 def run_batches(run: Run, optimizer: torch.optim.Optimizer, loss_of, desc: str):
     """One optimizer step per training batch on ``loss_of(student_out, teacher_out, y, index)`` ->
     (loss, detached terms); returns (loss sum, term sums, images seen), sums still on the device."""
-    student_forward, teacher_forward, _ = run.forwards
+    model_forward, teacher_forward, _ = run.forwards
     device = run.device
     loss_sum, term_sums, seen = torch.zeros((), device=device), {}, 0
     # iter() exactly once per epoch: given the loader itself, tqdm.auto's bar calls iter() on it
@@ -137,7 +138,7 @@ def run_batches(run: Run, optimizer: torch.optim.Optimizer, loss_of, desc: str):
             if teacher_forward is not None:
                 with torch.no_grad():
                     teacher_out = float32_outputs(teacher_forward(x, with_features=True))
-            student_out = float32_outputs(student_forward(x, with_features=True))
+            student_out = float32_outputs(model_forward(x, with_features=True))
         loss, terms = loss_of(student_out, teacher_out, y, index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,7 +186,7 @@ def end_epoch(run: Run, state: Progress, epoch: int, trained: dict, started: flo
     state.history.append(entry)
     if stage is None and entry["test_top1"] > state.best_top1:  # the first of equal maxima stays the best
         state.best_top1, state.best_epoch = entry["test_top1"], epoch + 1
-        state.best_student = {k: v.detach().clone() for k, v in run.student.state_dict().items()}
+        state.best_model = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
     return entry
 
 
@@ -203,7 +204,7 @@ def log_epoch(run: Run, entry: dict) -> None:
 
 def train(
     config: TrainConfig,
-    student: nn.Module,
+    model: nn.Module,
     train_data,
     test_data,
     teacher: nn.Module | None = None,
@@ -211,7 +212,7 @@ def train(
     run_info: dict | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
 ) -> RunRecord:
-    """Train ``student`` (distilling from ``teacher`` when the weights need one); return its ``RunRecord``.
+    """Train ``model`` (distilling from ``teacher`` when the weights need one); return its ``RunRecord``.
 
     train_data / test_data: a ``Dataset`` of (x, y, index) or (x, y) items, or a loader yielding
         such batches (for example ``fast.GPUResidentLoader``, already on the device).
@@ -225,7 +226,7 @@ def train(
     on_epoch_end: called with each epoch's metrics after its checkpoint is written (in every process).
     """
     run_info = check_run_info(run_info)
-    run = prepare_run(config, student, train_data, test_data, teacher, how)
+    run = prepare_run(config, model, train_data, test_data, teacher, how)
     last_path = None if how.out is None else how.checkpoint_dir(config.run_name) / "last.pt"
     state = start_segment(run, last_path)
     segment_start, load_start = time.perf_counter(), load_average()

@@ -30,10 +30,10 @@ class Run:
     how: RunOptions
     device: torch.device
     fast: FastSettings
-    student: nn.Module
+    model: nn.Module
     teacher: nn.Module | None
     objective: Objective
-    forwards: tuple  # (student, teacher, objective) as each step calls them; see ``step_modules``
+    forwards: tuple  # (model, teacher, objective) as each step calls them; see ``step_modules``
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_loader: Iterable
@@ -55,7 +55,7 @@ class Run:
         return 0 if self.stage is None else self.stage.epochs(self.config.epochs)
 
 
-def prepare_run(config: TrainConfig, student: nn.Module, train_data, test_data, teacher: nn.Module | None,
+def prepare_run(config: TrainConfig, model: nn.Module, train_data, test_data, teacher: nn.Module | None,
                 how: RunOptions) -> Run:
     """Device and fast path (resolved once), loaders, the objective built from the models' shapes,
     the step modules, optimizers and schedule."""
@@ -65,31 +65,31 @@ def prepare_run(config: TrainConfig, student: nn.Module, train_data, test_data, 
         log.info(note)
     seed_everything(config.seed)
     train_loader, test_loader = build_loaders(train_data, test_data, config, how, device, fast)
-    student.to(device)
+    model.to(device)
     if teacher is not None:
         teacher.to(device)
     example = test_data[0][0] if isinstance(test_data, Dataset) else next(iter(test_loader))[0][0]
-    objective = build_objective(config, student, teacher, train_data, example.shape).to(device)
+    objective = build_objective(config, model, teacher, train_data, example.shape).to(device)
     teacher = teacher if objective.needs_teacher else None
-    stage = objective.init_stage(student)
+    stage = objective.init_stage(model)
     if stage is not None and how.distributed is not None:
         raise ValueError(
             f"the weights {config.weights} include a method with an initialisation stage, which the loop runs in "
             "a single process only; train this run without torchrun"
         )
-    optimizer, stage_optimizer = build_optimizers(config, student, objective, stage)
+    optimizer, stage_optimizer = build_optimizers(config, model, objective, stage)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.lr_decay_rate)
-    forwards = step_modules(student, teacher, objective, fast, how)
-    return Run(config, how, device, fast, student, teacher, objective, forwards, optimizer, scheduler,
+    forwards = step_modules(model, teacher, objective, fast, how)
+    return Run(config, how, device, fast, model, teacher, objective, forwards, optimizer, scheduler,
                train_loader, test_loader, stage, stage_optimizer)
 
 
-def build_objective(config: TrainConfig, student: nn.Module, teacher: nn.Module | None, train_data,
+def build_objective(config: TrainConfig, model: nn.Module, teacher: nn.Module | None, train_data,
                     input_shape: tuple[int, ...]) -> Objective:
     """The paper's eq. 13 as ``config.weights``, its methods built for the models' shapes."""
     input_shape = tuple(input_shape)
     objective = Objective(
-        config.weights, probe_shapes(student, input_shape),
+        config.weights, probe_shapes(model, input_shape),
         probe_shapes(teacher, input_shape) if teacher is not None else None,
         num_examples(train_data), config.method_options, train_labels=training_labels(train_data),
     )
@@ -98,8 +98,8 @@ def build_objective(config: TrainConfig, student: nn.Module, teacher: nn.Module 
     return objective
 
 
-def build_optimizers(config: TrainConfig, student: nn.Module, objective: Objective, stage: InitStage | None):
-    """(main SGD optimizer over the student and the objective, the stage's optimizer or None).
+def build_optimizers(config: TrainConfig, model: nn.Module, objective: Objective, stage: InitStage | None):
+    """(main SGD optimizer over the model and the objective, the stage's optimizer or None).
 
     The main optimizer leaves out what the stage freezes afterwards; the stage's has its own
     learning rate (else the run's) and the run's momentum and weight decay.
@@ -112,25 +112,25 @@ def build_optimizers(config: TrainConfig, student: nn.Module, objective: Objecti
             momentum=config.momentum, weight_decay=config.weight_decay,
         )
     optimizer = torch.optim.SGD(
-        [p for p in [*student.parameters(), *objective.parameters()] if id(p) not in frozen],
+        [p for p in [*model.parameters(), *objective.parameters()] if id(p) not in frozen],
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
     )
     return optimizer, stage_optimizer
 
 
-def step_modules(student: nn.Module, teacher: nn.Module | None, objective: Objective, fast: FastSettings,
+def step_modules(model: nn.Module, teacher: nn.Module | None, objective: Objective, fast: FastSettings,
                  how: RunOptions):
-    """(student_forward, teacher_forward, objective_forward): what each step calls.
+    """(model_forward, teacher_forward, objective_forward): what each step calls.
 
-    Single process: ``prepare_models`` and the objective itself. Data parallel: the student and
+    Single process: ``prepare_models`` and the objective itself. Data parallel: the model and
     the objective wrapped by ``wrap_for_ddp`` (methods that compare across the batch then see the
     global batch), compiled after wrapping when ``fast.compile``. Either way the optimizer and
     checkpoints use the original modules, which share their parameters with these.
     """
     if how.distributed is None:
-        return (*prepare_models(student, teacher, fast), objective)
-    _, teacher_forward = prepare_models(student, teacher, replace(fast, compile=False))
-    student_forward, objective_forward = wrap_for_ddp(student, objective, how.distributed)
+        return (*prepare_models(model, teacher, fast), objective)
+    _, teacher_forward = prepare_models(model, teacher, replace(fast, compile=False))
+    model_forward, objective_forward = wrap_for_ddp(model, objective, how.distributed)
     if fast.compile:
-        student_forward, teacher_forward = compile_model(student_forward, fast), compile_model(teacher_forward, fast)
-    return student_forward, teacher_forward, objective_forward
+        model_forward, teacher_forward = compile_model(model_forward, fast), compile_model(teacher_forward, fast)
+    return model_forward, teacher_forward, objective_forward

@@ -48,7 +48,7 @@ def make_record(run: Run, state: Progress, run_info: dict, wall_time: float, dat
     info = dict(run_info)
     checkpoint_dir = None if how.out is None else portable_path(how.checkpoint_dir(config.run_name), how.results_dir())
     return RunRecord(
-        name=config.run_name, role=info.pop("role", "student"), method=config.method, student=config.student,
+        name=config.run_name, role=info.pop("role", "student"), method=config.method, model=config.model,
         teacher=config.teacher, seed=config.seed, config=config.to_dict(), history=state.history,
         best_top1=best["test_top1"], best_top5=best["test_top5"], best_epoch=best["epoch"],
         last_top1=last["test_top1"], last_top5=last["test_top5"], wall_time_s=wall_time,

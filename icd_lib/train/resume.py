@@ -34,7 +34,7 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     best_top1: float = -1.0
     best_epoch: int = 0
-    best_student: dict | None = None
+    best_model: dict | None = None
     elapsed_before: float = 0.0  # seconds in earlier segments of a resumed run
     segments: list[dict] = field(default_factory=list)
 
@@ -60,7 +60,7 @@ def resume(run: Run, last_path: Path) -> Progress:
             f"checkpoint {last_path} was trained with a different teacher (weights differ); resume with "
             "the same teacher checkpoint, or choose another output folder to start a new run"
         )
-    modules = [(run.student, "student"), (run.objective, "objective"), (run.optimizer, "optimizer"),
+    modules = [(run.model, "model"), (run.objective, "objective"), (run.optimizer, "optimizer"),
                (run.scheduler, "scheduler")]
     if run.stage_optimizer is not None:
         require_keys(state, ("stage_optimizer",), last_path)
@@ -71,7 +71,7 @@ def resume(run: Run, last_path: Path) -> Progress:
     main = [entry for entry in state["history"] if is_main_epoch(entry)]
     best_epoch = state.get("best_epoch") or (max(main, key=lambda e: e["test_top1"])["epoch"] if main else 0)
     log.info("resumed %s from %s after %d epochs", run.config.run_name, last_path, len(state["history"]))
-    return Progress(state["history"], state["best_top1"], best_epoch, state.get("best_student"),
+    return Progress(state["history"], state["best_top1"], best_epoch, state.get("best_model"),
                     state["elapsed_s"], state.get("segments", []))
 
 
@@ -80,7 +80,7 @@ def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_i
     last = {
         "config": run.config.to_dict(),
         "epoch": state.main_epochs_done,
-        "student": run.student.state_dict(),
+        "model": run.model.state_dict(),
         "objective": run.objective.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
@@ -88,7 +88,7 @@ def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_i
         "history": state.history,
         "best_top1": state.best_top1,
         "best_epoch": state.best_epoch,
-        "best_student": state.best_student,
+        "best_model": state.best_model,
         "elapsed_s": elapsed,
         "teacher_fingerprint": fingerprint(run.teacher),
         "segments": state.segments,
@@ -97,5 +97,5 @@ def save_epoch(run: Run, state: Progress, last_path: Path, elapsed: float, run_i
     if run.stage_optimizer is not None:
         last["stage_optimizer"] = run.stage_optimizer.state_dict()
     save_checkpoint(last, last_path)
-    if state.best_student is not None:  # none during an initialisation stage
+    if state.best_model is not None:  # none during an initialisation stage
         save_checkpoint(best_state(last), last_path.with_name("best.pt"))

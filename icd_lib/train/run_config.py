@@ -8,6 +8,7 @@ from icd_lib.config import decay_milestones
 # Fields of older configurations that said how a run was carried out; they now live in
 # ``icd_lib.train.options.RunOptions`` and are ignored where an old checkpoint or record is read.
 FORMER_OPTION_FIELDS = frozenset({"device", "num_workers", "fast", "amp", "channels_last", "compile", "cuda_graphs"})
+FORMER_NAMES = {"student": "model"}  # older configurations' names of fields, read as the new ones
 
 
 @dataclass
@@ -24,7 +25,7 @@ class TrainConfig:
     method: str = "custom"
     weights: dict[str, float] | None = None
     method_options: dict[str, dict] = field(default_factory=dict)
-    student: str = "model"  # the trained model's architecture name, for records and checkpoint checks
+    model: str = "model"  # the trained network's architecture name, for records and checkpoint checks
     teacher: str | None = None
     epochs: int = 240
     batch_size: int = 64
@@ -64,8 +65,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The configuration ``to_dict`` wrote (fields of ``FORMER_OPTION_FIELDS`` are dropped)."""
+        data = upgrade_config(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known - FORMER_OPTION_FIELDS)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(known)}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def upgrade_config(data: dict) -> dict:
+    """``data`` (a saved configuration) with the fields of ``FORMER_NAMES`` under their new names."""
+    return {FORMER_NAMES.get(key, key): value for key, value in data.items()}
