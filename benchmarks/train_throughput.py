@@ -123,7 +123,7 @@ def library_throughput(teacher_name, student_name, data: ImageDataset, steps, fa
     """Images/s of ``icd_lib.train.loop.train`` on ``steps`` batches, timed on its second epoch."""
     subset = ImageDataset(data.images[: steps * 64], data.labels[: steps * 64], data.class_names, data.mean, data.std, augment=True)
     test = ImageDataset(data.images[:64], data.labels[:64], data.class_names, data.mean, data.std)
-    config = TrainConfig(method=METHOD, weights=method_weights(METHOD), student=student_name, teacher=teacher_name,
+    config = TrainConfig(method=METHOD, weights=method_weights(METHOD), model=student_name, teacher=teacher_name,
                          epochs=2, milestones=(), run_name="fast" if fast else "plain")
     how = RunOptions(device=str(device), fast=fast, progress=False, **fast_options)
     if fast:
@@ -176,7 +176,7 @@ def part_learning(args, device) -> list[dict]:
         seed_everything(seed)
         model = build_model(name, num_classes=10)
         config = TrainConfig(
-            method=method, weights=method_weights(method), student=name,
+            method=method, weights=method_weights(method), model=name,
             teacher=teacher_name if teacher is not None else None, epochs=epochs, seed=seed,
             run_name=f"{method}-{'fast' if fast else 'plain'}-{seed}",
         )

@@ -123,6 +123,11 @@ def remove_partial_writes(path: str | Path) -> list[Path]:
     return stale
 
 
+def renamed_keys(data: dict, names: dict[str, str]) -> dict:
+    """A copy of ``data`` with each key of ``names`` called by its value (order kept)."""
+    return {names.get(key, key): value for key, value in data.items()}
+
+
 def wrap_fields(fields: Sequence[str], width: int | None = 88, separator: str = "; ", indent: str = "  ") -> str:
     """``separator.join(fields)``, broken into lines of at most ``width`` columns at the field
     boundaries (each broken line keeps the separator's ``;``, continuation lines start with

@@ -49,7 +49,7 @@ def test_teacher_and_icd_kd_student_end_to_end(trained):
     assert record.last_top1 > 12  # 10 classes: chance is 10%
     saved = json.loads((tmp_path / "results" / f"{record.name}.json").read_text())
     assert RunRecord.from_dict(saved) == record
-    assert saved["spec"] == STUDENT.identity() and saved["format"] == 2
+    assert saved["spec"] == STUDENT.identity() and saved["format"] == 3
     assert (saved["profile"], saved["dataset"], saved["train_size"], saved["test_size"]) == ("smoke", "content_style", 512, 256)
     assert saved["config"]["weights"] == {"ce": 1.0, "kd": 1.0, "icd": 1.0}
     assert saved["config"]["epochs"] == 3 and len(saved["history"]) == 3

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from icd_lib.errors import InputError
-from icd_lib.utils import atomic_write, load_average
+from icd_lib.utils import atomic_write, load_average, renamed_keys
 
 RECORD_FORMAT = 3
 # 1: before records carried their spec and final evaluation; 2: before ``student`` became ``model``
 READABLE_FORMATS = (1, 2, 3)
+FORMAT_2_NAMES = {"student": "model"}  # what records before format 3 called today's fields
 METRIC_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5", "wall_time_s")
 ACCURACY_FIELDS = ("best_top1", "best_top5", "last_top1", "last_top5")  # percentages
 
@@ -121,18 +122,13 @@ class RunRecord:
 def upgrade_record(data: dict) -> dict:
     """``data`` in the current format's field names: records before format 3 call the trained
     network ``student`` at the top, in ``spec`` and in ``config``; their names and values stay."""
-    if not isinstance(data.get("format"), int) or data["format"] >= 3:
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int) or data["format"] >= 3:
         return data
-    data = renamed(data, "student", "model")
+    data = renamed_keys(data, FORMAT_2_NAMES)
     for part in ("spec", "config"):
         if isinstance(data.get(part), dict):
-            data[part] = renamed(data[part], "student", "model")
+            data[part] = renamed_keys(data[part], FORMAT_2_NAMES)
     return data
-
-
-def renamed(data: dict, old: str, new: str) -> dict:
-    """A copy of ``data`` with key ``old`` called ``new`` (in its place; no-op without ``old``)."""
-    return {new if key == old else key: value for key, value in data.items()}
 
 
 def is_finite_number(value) -> bool:

@@ -27,7 +27,7 @@ from torch import nn
 
 from icd_lib.errors import UserError
 from icd_lib.train.run_config import upgrade_config
-from icd_lib.utils import atomic_write, remove_partial_writes
+from icd_lib.utils import atomic_write, remove_partial_writes, renamed_keys
 
 CHECKPOINT_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: the trained weights under ``student``/``best_student``, now ``model``/``best_model``
@@ -132,8 +132,7 @@ def upgrade_checkpoint(state: dict) -> dict:
     """``state`` in the current format's key names (format 1 called the trained weights ``student``)."""
     if state["format"] == CHECKPOINT_FORMAT:
         return state
-    names = {"student": "model", "best_student": "best_model"}
-    state = {names.get(key, key): value for key, value in state.items()}
+    state = renamed_keys(state, {"student": "model", "best_student": "best_model"})
     if isinstance(state.get("config"), dict):
         state["config"] = upgrade_config(state["config"])
     return {**state, "format": CHECKPOINT_FORMAT}

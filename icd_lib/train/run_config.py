@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from icd_lib.config import decay_milestones
+from icd_lib.utils import renamed_keys
 
 # Fields of older configurations that said how a run was carried out; they now live in
 # ``icd_lib.train.options.RunOptions`` and are ignored where an old checkpoint or record is read.
@@ -75,4 +76,4 @@ class TrainConfig:
 
 def upgrade_config(data: dict) -> dict:
     """``data`` (a saved configuration) with the fields of ``FORMER_NAMES`` under their new names."""
-    return {FORMER_NAMES.get(key, key): value for key, value in data.items()}
+    return renamed_keys(data, FORMER_NAMES)
