@@ -66,7 +66,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The configuration ``to_dict`` wrote (fields of ``FORMER_OPTION_FIELDS`` are dropped)."""
-        data = upgrade_config(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known - FORMER_OPTION_FIELDS)
         if unknown:
@@ -75,5 +74,6 @@ class TrainConfig:
 
 
 def upgrade_config(data: dict) -> dict:
-    """``data`` (a saved configuration) with the fields of ``FORMER_NAMES`` under their new names."""
+    """``data`` (a saved configuration) with the fields of ``FORMER_NAMES`` under their new names;
+    ``load_checkpoint`` applies it, so configurations reach ``from_dict`` already upgraded."""
     return renamed_keys(data, FORMER_NAMES)
